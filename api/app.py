@@ -1,0 +1,29 @@
+"""The Flask application factory: one app per peer, no global state."""
+
+from flask import Flask, g
+
+from . import instances, nodes, operations
+from .errors import register_error_handlers
+
+
+def create_app(peer):
+    app = Flask("registry")
+    app.config["MAX_CONTENT_LENGTH"] = peer.config.max_body_bytes
+    # Node URLs appear raw in paths (/registry-svc/node/https://host:1): keep their '//'.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.extensions["registry_peer"] = peer
+    for module in (instances, nodes, operations):
+        app.register_blueprint(module.blueprint)
+    register_error_handlers(app)
+
+    @app.after_request
+    def registry_headers(response):
+        replica = peer.replica
+        index = getattr(g, "write_index", None)
+        response.headers["X-Registry-Index"] = str(index if index is not None else replica.state_index)
+        response.headers["X-Registry-Known-Leader"] = "true" if replica.leader_address is not None else "false"
+        response.headers["X-Registry-Last-Contact"] = str(peer.last_contact_ms())
+        return response
+
+    return app

@@ -1,0 +1,189 @@
+"""The `registry` command: run one peer, or a local cluster of them.
+
+Flags win over environment variables, which win over defaults (click's envvar does exactly
+that). 1Backend's names are kept where they exist (OB_SELF_URL, OB_NODE_ID, ...).
+"""
+
+import logging
+import os
+import signal
+import sys
+import time
+
+import click
+
+from cluster.config import DEFAULT_HTTP_PORT, DEFAULT_RAFT_PORT, PeerConfig, split_address
+from cluster.identity import ConfigurationError, read_secret_file
+from cluster.local import LocalCluster
+
+DEFAULT_CLUSTER_DIR = os.path.join(os.path.expanduser("~"), ".local", "share", "registry-svc", "cluster")
+
+
+def _setup_logging(level):
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _address(value, what):
+    try:
+        split_address(value, what)
+    except ValueError as error:
+        raise click.BadParameter(str(error))
+    return value
+
+
+@click.group(help="Registry Svc: a Raft-replicated service registry.")
+def main():
+    pass
+
+
+@main.command(help="Run one registry peer (Raft replica + HTTP API).")
+@click.option("--raft-address", envvar="REGISTRY_RAFT_ADDRESS", default=f"127.0.0.1:{DEFAULT_RAFT_PORT}",
+              show_default=True, help="host:port this peer's Raft listens on and is known by.")
+@click.option("--raft-peers", envvar="REGISTRY_RAFT_PEERS", default="",
+              help="Comma-separated Raft addresses of every peer (this one may be included). Empty: single peer.")
+@click.option("--http-address", envvar="REGISTRY_HTTP_ADDRESS", default=f"127.0.0.1:{DEFAULT_HTTP_PORT}",
+              show_default=True, help="host:port the HTTP API listens on.")
+@click.option("--self-url", envvar="OB_SELF_URL", default=None,
+              help="URL other nodes reach this peer's HTTP API at (default: http://<http-address>).")
+@click.option("--node-id", envvar="OB_NODE_ID", default=None,
+              help="This node's id (default: generated once and kept in the data dir).")
+@click.option("--region", envvar="OB_REGION", default="")
+@click.option("--availability-zone", envvar="OB_AVAILABILITY_ZONE", default="")
+@click.option("--data-dir", envvar="REGISTRY_DATA_DIR", default=PeerConfig.data_dir, show_default=True,
+              help="Where the Raft journal, full dump and node id live.")
+@click.option("--cluster-secret-file", envvar="REGISTRY_CLUSTER_SECRET_FILE", default=None,
+              help="File holding the cluster secret (or set REGISTRY_CLUSTER_SECRET).")
+@click.option("--heartbeat", "heartbeat_seconds", envvar="REGISTRY_HEARTBEAT", type=click.FloatRange(min=0.1),
+              default=15.0, show_default=True, help="Seconds between node self-reports.")
+@click.option("--write-timeout", envvar="REGISTRY_WRITE_TIMEOUT", type=click.FloatRange(min=0.1), default=5.0,
+              show_default=True, help="Seconds a write waits for its commit before answering 503.")
+@click.option("--max-body-bytes", envvar="REGISTRY_MAX_BODY_BYTES", type=click.IntRange(min=1024),
+              default=1024 * 1024, show_default=True)
+@click.option("--http-threads", envvar="REGISTRY_HTTP_THREADS", type=click.IntRange(min=1), default=16,
+              show_default=True)
+@click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
+          cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads, log_level):
+    from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
+
+    _setup_logging(log_level)
+    _address(raft_address, "--raft-address")
+    _address(http_address, "--http-address")
+    peers = tuple(p.strip() for p in raft_peers.split(",") if p.strip())
+    for peer in peers:
+        _address(peer, "--raft-peers")
+    try:
+        secret = os.environ.get("REGISTRY_CLUSTER_SECRET") or (
+            read_secret_file(cluster_secret_file) if cluster_secret_file else None)
+        config = PeerConfig(
+            raft_address=raft_address, raft_peers=peers, http_address=http_address, self_url=self_url,
+            data_dir=os.path.abspath(data_dir), cluster_secret=secret, node_id=node_id, region=region,
+            availability_zone=availability_zone, heartbeat_seconds=heartbeat_seconds,
+            write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
+        )
+        run_peer(config)
+    except ConfigurationError as error:
+        raise click.ClickException(str(error))
+
+
+@main.group(help="A local cluster of peers on 127.0.0.1, for development and tests.")
+def cluster():
+    pass
+
+
+@cluster.command(context_settings={"ignore_unknown_options": True},
+                 help="Start N local peers. Arguments after -- go to every peer's `registry serve`.")
+@click.option("--peers", "count", type=click.IntRange(min=1, max=15), default=3, show_default=True)
+@click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True)
+@click.option("--http-port", type=click.IntRange(1, 65535), default=DEFAULT_HTTP_PORT, show_default=True)
+@click.option("--raft-port", type=click.IntRange(1, 65535), default=DEFAULT_RAFT_PORT, show_default=True)
+@click.option("--detach", is_flag=True, help="Return once every peer is ready; stop with `cluster down`.")
+@click.option("--ready-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True)
+@click.argument("serve_args", nargs=-1, type=click.UNPROCESSED)
+def up(count, data_dir, http_port, raft_port, detach, ready_timeout, serve_args):
+    data_dir = os.path.abspath(data_dir)
+    try:
+        if os.path.exists(os.path.join(data_dir, "cluster.json")):
+            local = LocalCluster.load(data_dir)
+            if serve_args:
+                local.extra_args = list(serve_args)
+            click.echo(f"restarting the {len(local.peers)}-peer cluster in {data_dir}", err=True)
+        else:
+            local = LocalCluster.create(data_dir, count, http_port=http_port, raft_port=raft_port,
+                                        extra_args=serve_args)
+        local.start()
+        try:
+            local.wait_ready(timeout=ready_timeout)
+        except ConfigurationError:
+            local.stop()
+            raise
+    except ConfigurationError as error:
+        raise click.ClickException(str(error))
+    _print_status(local)
+    click.echo(f"cluster file: {local.cluster_file}")
+    if detach:
+        click.echo(f"stop it with: registry cluster down --data-dir {data_dir}")
+        return
+    click.echo("Ctrl-C stops every peer.")
+    _run_in_foreground(local)
+
+
+def _run_in_foreground(local):
+    def stop(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        exited = set()
+        while True:
+            for peer in local.peers:
+                if peer.index not in exited and not local.is_running(peer):
+                    exited.add(peer.index)
+                    click.echo(f"peer {peer.url} exited; see {peer.log_path}", err=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("stopping peers...", err=True)
+    finally:
+        local.stop()
+        click.echo("stopped", err=True)
+
+
+@cluster.command(help="Stop the peers of a local cluster, by pid.")
+@click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True)
+def down(data_dir):
+    try:
+        local = LocalCluster.load(data_dir)
+    except ConfigurationError as error:
+        raise click.ClickException(str(error))
+    running = [p for p in local.peers if local.is_running(p)]
+    local.stop()
+    click.echo(f"stopped {len(running)} peer(s) of {local.data_dir}")
+
+
+@cluster.command(help="Show each peer of a local cluster: state, leader and indexes.")
+@click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True)
+def status(data_dir):
+    try:
+        local = LocalCluster.load(data_dir)
+    except ConfigurationError as error:
+        raise click.ClickException(str(error))
+    _print_status(local)
+
+
+def _print_status(local):
+    rows = local.status_rows()
+    header = ("URL", "RAFT", "PID", "STATE", "LEADER", "APPLIED", "COMMIT")
+    table = [header] + [
+        tuple("-" if row[key] is None else str(row[key])
+              for key in ("url", "raft", "pid", "state", "leader", "appliedIndex", "commitIndex"))
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Serving instances: PUT /registry-svc/instance, GET /registry-svc/instances, DELETE one."""
+
+from flask import Blueprint, request
+
+from registry import instances
+
+from .jsonio import read_json, respond
+from .results import current_peer, write_answer
+
+blueprint = Blueprint("instances", __name__)
+
+
+@blueprint.put("/registry-svc/instance")
+def register_instance():
+    fields = instances.validate_registration(read_json(required=True))
+    result = current_peer().register_instance(fields)
+    return write_answer(result, 201, {})
+
+
+@blueprint.get("/registry-svc/instances")
+def list_instances():
+    filters = instances.validate_filters(request.args.items(multi=True))
+    return respond({"instances": current_peer().list_instances(filters)})
+
+
+@blueprint.delete("/registry-svc/instance/<instance_id>")
+def remove_instance(instance_id):
+    result = current_peer().remove_instance(instance_id)
+    return write_answer(result, 204, None)

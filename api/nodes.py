@@ -1,0 +1,39 @@
+"""Serving nodes: this peer's own record, the list, and removal by URL."""
+
+from urllib.parse import unquote
+
+from flask import Blueprint, request
+
+from registry import nodes
+
+from .errors import unavailable
+from .jsonio import read_json, respond
+from .results import current_peer, write_answer
+
+blueprint = Blueprint("nodes", __name__)
+
+
+@blueprint.get("/registry-svc/node/self")
+def self_node():
+    peer = current_peer()
+    record = peer.node(peer.url)
+    if record is None:
+        raise unavailable("this peer's node record is not committed yet (no leader so far); retry shortly")
+    return respond({"node": record})
+
+
+@blueprint.post("/registry-svc/nodes")
+def list_nodes():
+    ids = nodes.validate_list_request(read_json(required=False))
+    return respond({"nodes": current_peer().list_nodes(ids)})
+
+
+@blueprint.delete("/registry-svc/node/<path:node_url>")
+def remove_node(node_url):
+    # Clients send the URL percent-encoded or raw; the server has decoded the first kind
+    # already, and a second unquote is harmless for the URLs nodes have.
+    url = unquote(node_url)
+    peer = current_peer()
+    if peer.node(url) is None and peer.node(url.rstrip("/")) is not None:
+        url = url.rstrip("/")
+    return write_answer(peer.remove_node(url), 204, None)

@@ -1,0 +1,1 @@
+"""The replicated registry: PySyncObj replica, write submission, node self-report, local clusters."""

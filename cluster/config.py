@@ -1,0 +1,69 @@
+"""A peer's configuration and the Raft timings it runs with."""
+
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+DEFAULT_HTTP_PORT = 11337
+DEFAULT_RAFT_PORT = 21337
+
+
+@dataclasses.dataclass
+class PeerConfig:
+    raft_address: str = f"127.0.0.1:{DEFAULT_RAFT_PORT}"
+    raft_peers: Tuple[str, ...] = ()  # the other peers' raft addresses; self may be listed too
+    http_address: str = f"127.0.0.1:{DEFAULT_HTTP_PORT}"
+    self_url: Optional[str] = None
+    data_dir: str = os.path.join(os.path.expanduser("~"), ".local", "share", "registry-svc")
+    cluster_secret: Optional[str] = None
+    node_id: Optional[str] = None
+    region: str = ""
+    availability_zone: str = ""
+    heartbeat_seconds: float = 15.0
+    write_timeout_seconds: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    http_threads: int = 16
+
+    @property
+    def partners(self):
+        return tuple(sorted({p for p in self.raft_peers if p and p != self.raft_address}))
+
+    @property
+    def http_host_port(self):
+        return split_address(self.http_address, "http address")
+
+    @property
+    def public_url(self):
+        if self.self_url:
+            return self.self_url.rstrip("/")
+        host, port = self.http_host_port
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+
+def split_address(address, what):
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} must be host:port with a port in 1..65535, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclasses.dataclass(frozen=True)
+class RaftTimings:
+    """Raft timings, tuned from PySyncObj's defaults for a LAN or loopback cluster.
+
+    appendEntriesPeriod bounds commit latency (a batch waits for the next append round);
+    leaderFallbackTimeout bounds how long a leader cut off from the majority believes it
+    leads; connectionRetryTime bounds how soon a restarted peer is reconnected.
+    """
+
+    append_entries_period: float = 0.02
+    raft_min_timeout: float = 0.5
+    raft_max_timeout: float = 1.5
+    connection_timeout: float = 3.5
+    connection_retry: float = 0.5
+    leader_fallback_timeout: float = 2.5
+    auto_tick_period: float = 0.02

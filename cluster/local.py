@@ -1,0 +1,286 @@
+"""A cluster of registry peers on this machine: separate processes on 127.0.0.1.
+
+`registry cluster up|down|status` and the cluster tests both use this module, so what the
+tests exercise is what an operator runs. Each peer is a `registry serve` process with its own
+data directory, log file and ports; `DIR/cluster.json` records them for scripts and the CLI.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+
+from .identity import ConfigurationError, read_secret_file, write_private
+
+CLUSTER_FILE = "cluster.json"
+SECRET_FILE = "cluster.secret"
+STOP_GRACE_SECONDS = 10.0
+
+
+class LocalPeer:
+    def __init__(self, index, host, http_port, raft_port, data_dir, pid=None):
+        self.index = index
+        self.host = host
+        self.http_port = http_port
+        self.raft_port = raft_port
+        self.data_dir = data_dir
+        self.pid = pid
+        self.process = None  # set when started by this process
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def raft(self):
+        return f"{self.host}:{self.raft_port}"
+
+    @property
+    def log_path(self):
+        return os.path.join(self.data_dir, "registry.log")
+
+    def as_json(self):
+        return {"url": self.url, "raft": self.raft, "pid": self.pid, "dataDir": self.data_dir, "log": self.log_path}
+
+
+class LocalCluster:
+    def __init__(self, data_dir, peers, extra_args=()):
+        self.data_dir = os.path.abspath(data_dir)
+        self.peers = peers
+        self.extra_args = list(extra_args)
+
+    @property
+    def secret_path(self):
+        return os.path.join(self.data_dir, SECRET_FILE)
+
+    @property
+    def cluster_file(self):
+        return os.path.join(self.data_dir, CLUSTER_FILE)
+
+    # -- describing -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, data_dir, count, *, host="127.0.0.1", http_port, raft_port, extra_args=()):
+        data_dir = os.path.abspath(data_dir)
+        peers = [
+            LocalPeer(i + 1, host, http_port + i, raft_port + i, os.path.join(data_dir, f"peer-{i + 1}"))
+            for i in range(count)
+        ]
+        return cls(data_dir, peers, extra_args)
+
+    @classmethod
+    def load(cls, data_dir):
+        data_dir = os.path.abspath(data_dir)
+        path = os.path.join(data_dir, CLUSTER_FILE)
+        try:
+            with open(path, encoding="utf-8") as source:
+                document = json.load(source)
+        except FileNotFoundError:
+            raise ConfigurationError(f"no cluster in {data_dir}: {path} does not exist (run `registry cluster up`)")
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(f"cannot read {path}: {error}") from None
+        peers = []
+        for index, entry in enumerate(document.get("peers", []), start=1):
+            host, _, raft_port = entry["raft"].rpartition(":")
+            http_port = int(entry["url"].rsplit(":", 1)[1])
+            peers.append(LocalPeer(index, host, http_port, int(raft_port), entry["dataDir"], entry.get("pid")))
+        return cls(data_dir, peers, document.get("serveArgs", []))
+
+    def save(self):
+        document = {
+            "peers": [peer.as_json() for peer in self.peers],
+            "secretFile": self.secret_path,
+            "serveArgs": self.extra_args,
+        }
+        write_private(self.cluster_file, json.dumps(document, indent=2) + "\n")
+
+    # -- starting and stopping --------------------------------------------------------------
+
+    def start(self):
+        """Start every peer that is not running; the secret is generated once and kept."""
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        if not os.path.exists(self.secret_path):
+            write_private(self.secret_path, secrets.token_urlsafe(32) + "\n")
+        read_secret_file(self.secret_path)
+        for peer in self.peers:
+            if self.is_running(peer):
+                raise ConfigurationError(
+                    f"peer {peer.url} of {self.data_dir} is already running (pid {peer.pid}); "
+                    f"run `registry cluster down --data-dir {self.data_dir}` first"
+                )
+        for peer in self.peers:
+            for port in (peer.http_port, peer.raft_port):
+                if not port_is_free(peer.host, port):
+                    raise ConfigurationError(
+                        f"port {port} on {peer.host} is in use; choose others with --http-port/--raft-port"
+                    )
+        for peer in self.peers:
+            self.start_peer(peer)
+        self.save()
+        return self
+
+    def serve_command(self, peer):
+        return [
+            sys.executable, "-m", "api.cli", "serve",
+            "--raft-address", peer.raft,
+            "--raft-peers", ",".join(p.raft for p in self.peers),
+            "--http-address", f"{peer.host}:{peer.http_port}",
+            "--self-url", peer.url,
+            "--data-dir", peer.data_dir,
+            "--cluster-secret-file", self.secret_path,
+            *self.extra_args,
+        ]
+
+    def start_peer(self, peer):
+        os.makedirs(peer.data_dir, mode=0o700, exist_ok=True)
+        with open(peer.log_path, "ab") as log_file:
+            peer.process = subprocess.Popen(
+                self.serve_command(peer), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                # Its own session: a terminal's Ctrl-C reaches `cluster up`, which stops peers in order.
+                start_new_session=True, cwd=_project_root(),
+            )
+        peer.pid = peer.process.pid
+        return peer
+
+    def is_running(self, peer):
+        if not peer.pid:
+            return False
+        if peer.process is not None:
+            return peer.process.poll() is None
+        try:
+            process = psutil.Process(peer.pid)
+            # A pid can be reused: only a `serve` of this peer's data directory is ours.
+            cmdline = process.cmdline()
+            return process.status() != psutil.STATUS_ZOMBIE and "serve" in cmdline and peer.data_dir in cmdline
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def kill_peer(self, peer, sig=signal.SIGKILL):
+        if self.is_running(peer):
+            os.kill(peer.pid, sig)
+        self._reap(peer, STOP_GRACE_SECONDS)
+
+    def stop_peer(self, peer, grace=STOP_GRACE_SECONDS):
+        if not self.is_running(peer):
+            self._reap(peer, 0)
+            return
+        os.kill(peer.pid, signal.SIGTERM)
+        if not self._reap(peer, grace):
+            os.kill(peer.pid, signal.SIGKILL)
+            self._reap(peer, grace)
+
+    def _reap(self, peer, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            if peer.process is not None:
+                try:
+                    peer.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    return True
+                except subprocess.TimeoutExpired:
+                    return False
+            if not self.is_running(peer):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def stop(self):
+        """Stop every peer: SIGTERM to all at once, SIGKILL to any still running after the grace."""
+        signalled = [peer for peer in self.peers if self.is_running(peer)]
+        for peer in signalled:
+            os.kill(peer.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for peer in signalled:
+            if not self._reap(peer, max(0.0, deadline - time.monotonic())):
+                os.kill(peer.pid, signal.SIGKILL)
+                self._reap(peer, STOP_GRACE_SECONDS)
+        if os.path.exists(self.cluster_file):
+            self.save()
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def wait_ready(self, timeout=60.0, peers=None):
+        """Wait until every given peer answers /readyz (a leader is known and it caught up)."""
+        peers = self.peers if peers is None else peers
+        deadline = time.monotonic() + timeout
+        waiting = list(peers)
+        while waiting:
+            for peer in list(waiting):
+                if peer.process is not None and peer.process.poll() is not None:
+                    raise ConfigurationError(
+                        f"peer {peer.url} exited with status {peer.process.returncode}; its log "
+                        f"{peer.log_path} ends with:\n{tail(peer.log_path)}"
+                    )
+                status, _ = http_json(peer.url + "/readyz", timeout=1.0)
+                if status == 200:
+                    waiting.remove(peer)
+            if waiting and time.monotonic() > deadline:
+                raise ConfigurationError(
+                    "peers not ready within %.0fs: %s" % (timeout, ", ".join(p.url for p in waiting))
+                )
+            if waiting:
+                time.sleep(0.1)
+
+    def status_rows(self):
+        rows = []
+        for peer in self.peers:
+            status, view = http_json(peer.url + "/registry-svc/cluster", timeout=2.0)
+            me = (view or {}).get("self") or {}
+            leader = (view or {}).get("leader") or {}
+            rows.append({
+                "url": peer.url, "raft": peer.raft, "pid": peer.pid if self.is_running(peer) else None,
+                "state": me.get("state") if status == 200 else "down",
+                "leader": leader.get("raft"), "appliedIndex": me.get("appliedIndex"),
+                "commitIndex": me.get("commitIndex"),
+            })
+        return rows
+
+
+def http_json(url, *, method="GET", body=None, timeout=2.0, headers=None):
+    """(status, decoded JSON or None); status 0 when nothing answered."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw) if raw else None
+        except ValueError:
+            return error.code, None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
+
+
+def port_is_free(host, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers do: connections lingering in TIME_WAIT do not make a port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def tail(path, lines=20):
+    try:
+        with open(path, "rb") as source:
+            return b"".join(source.readlines()[-lines:]).decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+
+
+def _project_root():
+    # The peers import `api`, `cluster` and `registry`: run them where those packages live.
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

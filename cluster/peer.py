@@ -1,0 +1,142 @@
+"""A registry peer: its replica, its write path and its own node heartbeat, wired together."""
+
+import logging
+import secrets
+import threading
+import time
+
+import orjson
+
+from registry import commands
+
+from . import identity
+from .config import PeerConfig, RaftTimings
+from .replica import RegistryReplica
+from .selfreport import SelfReport
+from .submit import GroupCommitter, WriteUnavailable
+
+log = logging.getLogger(__name__)
+
+# Until the first node record is committed, retry at this pace rather than once a heartbeat.
+FIRST_REPORT_RETRY_SECONDS = 0.5
+
+
+class Peer:
+    def __init__(self, config: PeerConfig, timings: RaftTimings = RaftTimings(), *, gpu_probe=None):
+        self.config = config
+        self.started_monotonic = time.monotonic()
+        data_dir = identity.prepare_data_dir(config.data_dir)
+        self.node_id = identity.node_id(data_dir, config.node_id)
+        password = identity.cluster_secret(data_dir, config.cluster_secret, multi_peer=bool(config.partners))
+        self.url = config.public_url
+        self.replica = RegistryReplica(
+            config.raft_address, config.partners, data_dir=data_dir, password=password, timings=timings,
+        )
+        self.committer = GroupCommitter(self.replica)
+        self.self_report = SelfReport(
+            node_id=self.node_id, url=self.url, region=config.region,
+            availability_zone=config.availability_zone, data_dir=data_dir, gpu_probe=gpu_probe,
+        )
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="node-heartbeat", daemon=True)
+
+    def start(self):
+        self._heartbeat.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self.committer.stop()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join(timeout=self.config.write_timeout_seconds + 1)
+        self.replica.destroy()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def submit(self, command):
+        """Commit a command through the leader; its apply result once applied on this peer."""
+        return self.committer.submit(
+            command, self.config.write_timeout_seconds, encoded_size=len(orjson.dumps(command)),
+        )
+
+    def register_instance(self, fields):
+        generated = "inst_" + secrets.token_hex(8)
+        return self.submit(commands.register_instance(fields, generated, time.time_ns()))
+
+    def remove_instance(self, instance_id):
+        return self.submit(commands.remove_instance(instance_id))
+
+    def remove_node(self, url):
+        return self.submit(commands.remove_node(url))
+
+    def report_self(self):
+        record = self.self_report.record(self.replica.raft_info())
+        return self.submit(commands.report_node(record, time.time_ns()))
+
+    def _heartbeat_loop(self):
+        reported = False
+        while not self._stop.is_set():
+            try:
+                self.report_self()
+                if not reported:
+                    log.info("node %s reported as %s", self.node_id, self.url)
+                reported = True
+            except WriteUnavailable as error:
+                log.info("node heartbeat not committed: %s", error.message)
+            except Exception:
+                log.exception("node heartbeat failed")
+            pause = self.config.heartbeat_seconds if reported else FIRST_REPORT_RETRY_SECONDS
+            self._stop.wait(pause)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def list_instances(self, filters):
+        return self.replica.read(lambda state: state.list_instances(filters))
+
+    def list_nodes(self, ids=None):
+        return self.replica.read(lambda state: state.list_nodes(ids))
+
+    def node(self, url):
+        return self.replica.read(lambda state: state.nodes.get(url))
+
+    def last_contact_ms(self):
+        known = self.replica.last_contact_ms()
+        if known is None:
+            # Never heard from a leader since start: at least this long.
+            return int((time.monotonic() - self.started_monotonic) * 1000)
+        return known
+
+    def cluster_view(self):
+        """What this peer knows of every peer, for GET /registry-svc/cluster."""
+        replica = self.replica
+        nodes_by_raft = {
+            (n.get("raft") or {}).get("address"): n for n in self.list_nodes() if isinstance(n.get("raft"), dict)
+        }
+        leader = replica.leader_address
+        self_entry = {
+            "url": self.url,
+            "raft": replica.selfNode.id,
+            "state": replica.raft_state,
+            "isLeader": leader == replica.selfNode.id,
+            "lastContactMs": self.last_contact_ms(),
+            "commitIndex": replica.raftCommitIndex,
+            "appliedIndex": replica.raftLastApplied,
+            "stateDigest": replica.state_digest(),
+        }
+        peers = [self_entry]
+        for node in sorted(replica.otherNodes, key=lambda n: n.id):
+            reported = nodes_by_raft.get(node.id) or {}
+            raft = reported.get("raft") or {}
+            is_leader = node.id == leader
+            peers.append({
+                "url": reported.get("url"),
+                "raft": node.id,
+                # Our own view where we have one; the peer's last heartbeat report otherwise.
+                "state": "leader" if is_leader else (raft.get("state") if raft.get("state") != "leader" else None),
+                "isLeader": is_leader,
+                "lastContactMs": replica.last_heard_ms(node.id),
+                "commitIndex": raft.get("commitIndex"),
+                "appliedIndex": raft.get("appliedIndex"),
+            })
+        leader_entry = next((p for p in peers if p["isLeader"]), None)
+        return {"self": self_entry, "leader": leader_entry, "peers": peers}

@@ -1,0 +1,211 @@
+"""One peer's PySyncObj replica of the registry state.
+
+The state lives in a `RegistryState` guarded by a lock: the Raft thread applies committed
+batches under it and HTTP threads read under it. Records are replaced, never mutated, so a
+reader may keep the records it copied out after releasing the lock.
+
+Full dumps are written by our own serializer as gzipped JSON (readable across code versions)
+instead of PySyncObj's default, which pickles every attribute of the SyncObj.
+"""
+
+import base64
+import gzip
+import logging
+import os
+import threading
+import time
+
+import orjson
+from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.transport import TCPTransport
+
+from registry.state import RegistryState
+
+log = logging.getLogger(__name__)
+
+RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
+DUMP_FORMAT = 1
+
+
+class ContactTrackingTransport(TCPTransport):
+    """PySyncObj's TCP transport, noting when each partner (and the leader) was last heard from."""
+
+    def __init__(self, syncObj, selfNode, otherNodes):
+        super().__init__(syncObj, selfNode, otherNodes)
+        self.last_heard = {}  # raft address -> monotonic seconds
+        self.last_leader_contact = None
+
+    def _onMessageReceived(self, node, message):
+        now = time.monotonic()
+        self.last_heard[node.id] = now
+        if isinstance(message, dict) and message.get("type") == "append_entries":
+            # Only a leader sends append_entries: this is contact with the leader.
+            self.last_leader_contact = now
+        super()._onMessageReceived(node, message)
+
+
+class RegistryReplica(SyncObj):
+    def __init__(self, raft_address, partners, *, data_dir, password, timings, on_state_changed=None):
+        # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
+        self._registry = RegistryState()
+        self._lock = threading.Lock()
+        self._digest_cache = None
+        self._user_state_callback = on_state_changed
+        self._dump_path = os.path.join(data_dir, "raft.dump")
+        conf = SyncObjConf(
+            password=password,
+            journalFile=os.path.join(data_dir, "raft.journal"),
+            fullDumpFile=self._dump_path,
+            serializer=self._write_dump,
+            deserializer=self._read_dump,
+            appendEntriesPeriod=timings.append_entries_period,
+            raftMinTimeout=timings.raft_min_timeout,
+            raftMaxTimeout=timings.raft_max_timeout,
+            connectionTimeout=timings.connection_timeout,
+            connectionRetryTime=timings.connection_retry,
+            leaderFallbackTimeout=timings.leader_fallback_timeout,
+            autoTickPeriod=timings.auto_tick_period,
+            # Fail fast with MISSING_LEADER instead of queueing without bound; the committer retries.
+            commandsWaitLeader=False,
+            onStateChanged=self._on_state_changed,
+            # Bind exactly the configured address, never a wildcard.
+            bindAddress=raft_address,
+        )
+        super().__init__(raft_address, list(partners), conf, transportClass=ContactTrackingTransport)
+
+    # -- the replicated write path ------------------------------------------------------------
+
+    @replicated
+    def apply_batch(self, commands):
+        # PySyncObj applies entries in order and counts raftLastApplied up after each one, so
+        # the entry being applied now sits at raftLastApplied + 1 on every peer alike.
+        index = self.raftLastApplied + 1
+        with self._lock:
+            results = [self._registry.apply(command, index) for command in commands]
+            self._digest_cache = None
+        for result in results:
+            result["index"] = index
+        return results
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def read(self, query):
+        """Run query(state) under the state lock; it must return data it will not mutate later."""
+        with self._lock:
+            return query(self._registry)
+
+    @property
+    def state_index(self):
+        return self._registry.index
+
+    def state_digest(self):
+        with self._lock:
+            if self._digest_cache is None or self._digest_cache["index"] != self._registry.index:
+                self._digest_cache = self._registry.digest()
+            return dict(self._digest_cache)
+
+    # -- Raft status ------------------------------------------------------------------------------
+
+    @property
+    def raft_state(self):
+        # PySyncObj exposes the role only through getStatus(), which iterates dicts the Raft
+        # thread mutates; the single private int read here is safe from any thread.
+        return RAFT_STATES.get(self._SyncObj__raftState, "unknown")
+
+    @property
+    def leader_address(self):
+        leader = self._getLeader()
+        return leader.id if leader is not None else None
+
+    @property
+    def leader_commit_index(self):
+        return self._SyncObj__leaderCommitIndex
+
+    @property
+    def transport(self):
+        return self._SyncObj__transport
+
+    def last_contact_ms(self):
+        """Milliseconds since this peer last heard from a leader; 0 on the leader; None if never."""
+        if self._isLeader():
+            return 0
+        contact = self.transport.last_leader_contact
+        if contact is None:
+            return None
+        return int((time.monotonic() - contact) * 1000)
+
+    def last_heard_ms(self, address):
+        heard = self.transport.last_heard.get(address)
+        return None if heard is None else int((time.monotonic() - heard) * 1000)
+
+    def raft_info(self):
+        return {
+            "address": self.selfNode.id,
+            "state": self.raft_state,
+            "term": self.raftCurrentTerm,
+            "commitIndex": self.raftCommitIndex,
+            "appliedIndex": self.raftLastApplied,
+        }
+
+    def is_caught_up(self):
+        leader_commit = self.leader_commit_index
+        return (
+            self.isReady()
+            and self.leader_address is not None
+            and leader_commit is not None
+            and self.raftLastApplied >= leader_commit
+        )
+
+    def _on_state_changed(self, old, new):
+        log.info("raft role %s -> %s (term %d)", RAFT_STATES.get(old), RAFT_STATES.get(new), self.raftCurrentTerm)
+        if self._user_state_callback is not None:
+            self._user_state_callback(RAFT_STATES.get(old), RAFT_STATES.get(new))
+
+    # -- full dumps ---------------------------------------------------------------------------------
+
+    def _write_dump(self, path, raft_data):
+        """PySyncObj's serializer hook, on the Raft thread: state and the Raft entries it ends at."""
+        last_entry, previous_entry, cluster = raft_data
+        with self._lock:
+            snapshot = self._registry.to_snapshot()
+        document = {
+            "format": DUMP_FORMAT,
+            "raft": {
+                "lastEntry": _encode_entry(last_entry),
+                "previousEntry": _encode_entry(previous_entry),
+                "cluster": sorted(node.id for node in cluster),
+            },
+            "state": snapshot,
+        }
+        with open(path, "wb") as out:
+            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as packed:
+                packed.write(orjson.dumps(document))
+            out.flush()
+            os.fsync(out.fileno())
+        log.info("wrote full dump at raft index %d (%d instances, %d nodes)",
+                 last_entry[1], len(snapshot["instances"]), len(snapshot["nodes"]))
+
+    def _read_dump(self, path):
+        """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
+        with gzip.open(path, "rb") as packed:
+            document = orjson.loads(packed.read())
+        if document.get("format") != DUMP_FORMAT:
+            raise ValueError(f"{path}: unsupported dump format {document.get('format')!r}")
+        state = RegistryState.from_snapshot(document["state"])
+        with self._lock:
+            self._registry = state
+            self._digest_cache = None
+        raft = document["raft"]
+        log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
+        return _decode_entry(raft["lastEntry"]), _decode_entry(raft["previousEntry"]), list(raft["cluster"])
+
+
+def _encode_entry(entry):
+    command, index, term = entry
+    return [base64.b64encode(bytes(command)).decode("ascii"), index, term]
+
+
+def _decode_entry(entry):
+    # Tuples of bytes, exactly as the journal holds them: PySyncObj compares them on load.
+    command, index, term = entry
+    return (base64.b64decode(command), index, term)

@@ -1,0 +1,75 @@
+"""The replicated state and its deterministic state machine.
+
+`RegistryState.apply(command, index)` runs on every peer for every committed command, in log
+order, and must leave every peer equal: it reads no clock, no randomness, no environment,
+and it never raises (an exception inside a PySyncObj replicated method stalls the peer), so a
+bad command becomes an error result instead.
+"""
+
+import hashlib
+import json
+
+from . import commands, instances, nodes
+from .errors import INVALID, failure
+
+SNAPSHOT_FORMAT = 1
+
+_HANDLERS = {
+    commands.REGISTER_INSTANCE: instances.apply_register,
+    commands.REMOVE_INSTANCE: instances.apply_remove,
+    commands.REPORT_NODE: nodes.apply_report,
+    commands.REMOVE_NODE: nodes.apply_remove,
+}
+
+
+class RegistryState:
+    def __init__(self):
+        self.instances = {}  # id -> record
+        self.instance_by_url = {}  # url -> id, derived from instances
+        self.nodes = {}  # url -> record
+        self.index = 0  # Raft index of the last command applied
+
+    def apply(self, command, index):
+        self.index = index
+        if not isinstance(command, dict):
+            return failure(INVALID, "a command must be an object")
+        handler = _HANDLERS.get(command.get("type"))
+        if handler is None or command.get("v") != commands.VERSION:
+            return failure(INVALID, f"unknown command {command.get('type')!r} version {command.get('v')!r}")
+        try:
+            return handler(self, command)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # Handlers check before they change anything, so a malformed command changes nothing.
+            return failure(INVALID, f"malformed {command['type']} command: {error!r}")
+
+    def list_instances(self, filters):
+        return [r for _, r in sorted(self.instances.items()) if instances.matches(r, filters)]
+
+    def list_nodes(self, ids=None):
+        return nodes.select((r for _, r in sorted(self.nodes.items())), ids)
+
+    def to_snapshot(self):
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "index": self.index,
+            "instances": [r for _, r in sorted(self.instances.items())],
+            "nodes": [r for _, r in sorted(self.nodes.items())],
+        }
+
+    @classmethod
+    def from_snapshot(cls, data):
+        if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported snapshot format {data.get('format') if isinstance(data, dict) else data!r}")
+        state = cls()
+        state.index = data["index"]
+        for record in data["instances"]:
+            state.instances[record["id"]] = record
+            state.instance_by_url[record["url"]] = record["id"]
+        for record in data["nodes"]:
+            state.nodes[record["url"]] = record
+        return state
+
+    def digest(self):
+        """A hash of the replicated state: equal on two peers exactly when their states are equal."""
+        canonical = json.dumps(self.to_snapshot(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return {"index": self.index, "sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}
