@@ -20,7 +20,7 @@ def create_app(peer):
     @app.after_request
     def registry_headers(response):
         replica = peer.replica
-        index = getattr(g, "write_index", None)
+        index = g.get("write_index", g.get("read_index"))
         response.headers["X-Registry-Index"] = str(index if index is not None else replica.state_index)
         response.headers["X-Registry-Known-Leader"] = "true" if replica.leader_address is not None else "false"
         response.headers["X-Registry-Last-Contact"] = str(peer.last_contact_ms())

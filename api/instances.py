@@ -4,8 +4,8 @@ from flask import Blueprint, request
 
 from registry import instances
 
-from .jsonio import read_json, respond
-from .results import current_peer, write_answer
+from .jsonio import read_json
+from .results import current_peer, read_answer, write_answer
 
 blueprint = Blueprint("instances", __name__)
 
@@ -20,7 +20,7 @@ def register_instance():
 @blueprint.get("/registry-svc/instances")
 def list_instances():
     filters = instances.validate_filters(request.args.items(multi=True))
-    return respond({"instances": current_peer().list_instances(filters)})
+    return read_answer(current_peer().list_instances(filters), lambda records: {"instances": records})
 
 
 @blueprint.delete("/registry-svc/instance/<instance_id>")

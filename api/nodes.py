@@ -7,8 +7,8 @@ from flask import Blueprint, request
 from registry import nodes
 
 from .errors import unavailable
-from .jsonio import read_json, respond
-from .results import current_peer, write_answer
+from .jsonio import read_json
+from .results import current_peer, read_answer, write_answer
 
 blueprint = Blueprint("nodes", __name__)
 
@@ -16,16 +16,16 @@ blueprint = Blueprint("nodes", __name__)
 @blueprint.get("/registry-svc/node/self")
 def self_node():
     peer = current_peer()
-    record = peer.node(peer.url)
-    if record is None:
+    read = peer.node(peer.url)
+    if read[1] is None:
         raise unavailable("this peer's node record is not committed yet (no leader so far); retry shortly")
-    return respond({"node": record})
+    return read_answer(read, lambda record: {"node": record})
 
 
 @blueprint.post("/registry-svc/nodes")
 def list_nodes():
     ids = nodes.validate_list_request(read_json(required=False))
-    return respond({"nodes": current_peer().list_nodes(ids)})
+    return read_answer(current_peer().list_nodes(ids), lambda records: {"nodes": records})
 
 
 @blueprint.delete("/registry-svc/node/<path:node_url>")
@@ -34,6 +34,6 @@ def remove_node(node_url):
     # already, and a second unquote is harmless for the URLs nodes have.
     url = unquote(node_url)
     peer = current_peer()
-    if peer.node(url) is None and peer.node(url.rstrip("/")) is not None:
+    if peer.node(url)[1] is None and peer.node(url.rstrip("/"))[1] is not None:
         url = url.rstrip("/")
     return write_answer(peer.remove_node(url), 204, None)

@@ -14,6 +14,13 @@ def current_peer():
     return current_app.extensions["registry_peer"]
 
 
+def read_answer(read, shape):
+    """The HTTP answer for a (index, data) read: the data shaped, the index in the headers."""
+    index, data = read
+    g.read_index = index
+    return respond(shape(data))
+
+
 def write_answer(result, status, payload):
     """The HTTP answer for a committed command's apply result."""
     g.write_index = result.get("index")

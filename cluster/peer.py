@@ -90,6 +90,8 @@ class Peer:
 
     # -- reads --------------------------------------------------------------------------------
 
+    # Each read returns (index, data): the Raft index of the last command the data reflects.
+
     def list_instances(self, filters):
         return self.replica.read(lambda state: state.list_instances(filters))
 
@@ -110,7 +112,7 @@ class Peer:
         """What this peer knows of every peer, for GET /registry-svc/cluster."""
         replica = self.replica
         nodes_by_raft = {
-            (n.get("raft") or {}).get("address"): n for n in self.list_nodes() if isinstance(n.get("raft"), dict)
+            (n.get("raft") or {}).get("address"): n for n in self.list_nodes()[1] if isinstance(n.get("raft"), dict)
         }
         leader = replica.leader_address
         self_entry = {

@@ -52,6 +52,7 @@ class RegistryReplica(SyncObj):
         self._digest_cache = None
         self._user_state_callback = on_state_changed
         self._dump_path = os.path.join(data_dir, "raft.dump")
+        self._leader_silence_limit = timings.raft_max_timeout * 2
         conf = SyncObjConf(
             password=password,
             journalFile=os.path.join(data_dir, "raft.journal"),
@@ -90,9 +91,10 @@ class RegistryReplica(SyncObj):
     # -- reads ----------------------------------------------------------------------------------
 
     def read(self, query):
-        """Run query(state) under the state lock; it must return data it will not mutate later."""
+        """(index, query(state)), both taken under the state lock, so the index is exactly the
+        version of the data returned; query must return data it will not mutate later."""
         with self._lock:
-            return query(self._registry)
+            return self._registry.index, query(self._registry)
 
     @property
     def state_index(self):
@@ -114,8 +116,20 @@ class RegistryReplica(SyncObj):
 
     @property
     def leader_address(self):
+        """The leader this peer follows, or None when it knows none it has heard from lately.
+
+        PySyncObj keeps a follower's last leader until an election starts, and a follower
+        connected to no partner never starts one: cut off alone, it would trust a dead leader
+        forever. A leader not heard from within the election timeout is not a known leader.
+        """
         leader = self._getLeader()
-        return leader.id if leader is not None else None
+        if leader is None:
+            return None
+        if leader.id != self.selfNode.id:
+            contact = self.transport.last_leader_contact
+            if contact is None or time.monotonic() - contact > self._leader_silence_limit:
+                return None
+        return leader.id
 
     @property
     def leader_commit_index(self):

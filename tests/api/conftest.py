@@ -1,0 +1,32 @@
+import pytest
+
+from api.app import create_app
+from cluster.config import PeerConfig
+from cluster.peer import Peer
+from tests.ports import free_port
+from tests.waiting import wait_until
+
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    """One real single-peer cluster in this process: real PySyncObj, real files."""
+    config = PeerConfig(
+        raft_address=f"127.0.0.1:{free_port()}",
+        http_address=f"127.0.0.1:{free_port()}",
+        data_dir=str(tmp_path_factory.mktemp("peer")),
+        heartbeat_seconds=3600,
+        max_body_bytes=MAX_BODY,
+    )
+    peer = Peer(config).start()
+    try:
+        wait_until(lambda: peer.node(peer.url)[1] is not None, 30, "the peer's own node record")
+        yield peer
+    finally:
+        peer.stop()
+
+
+@pytest.fixture
+def client(peer):
+    return create_app(peer).test_client()

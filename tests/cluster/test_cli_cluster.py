@@ -1,0 +1,81 @@
+"""`registry cluster up|status|down` as a person runs them, in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import psutil
+import pytest
+import requests
+
+from tests.ports import free_port, free_port_run
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.cluster
+
+
+def registry(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_up_detach_status_down_leaves_nothing_behind(tmp_path):
+    data_dir = str(tmp_path / "c")
+    http_port, raft_port = free_port_run(3), free_port_run(3)
+    up = registry("cluster", "up", "--detach", "--data-dir", data_dir, "--http-port", str(http_port),
+                  "--raft-port", str(raft_port), "--", "--heartbeat", "1")
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        with open(f"{data_dir}/cluster.json") as source:
+            document = json.load(source)
+        peers = document["peers"]
+        assert [p["url"] for p in peers] == [f"http://127.0.0.1:{http_port + i}" for i in range(3)]
+        assert [p["raft"] for p in peers] == [f"127.0.0.1:{raft_port + i}" for i in range(3)]
+        pids = [p["pid"] for p in peers]
+        assert all(psutil.pid_exists(pid) for pid in pids)
+
+        # A PUT to the second peer is visible in GET at all three.
+        response = requests.put(peers[1]["url"] + "/registry-svc/instance", json={"url": "http://via-cli:1"},
+                                timeout=15)
+        assert response.status_code == 201
+        for peer in peers:
+            wait_until(lambda: any(r["url"] == "http://via-cli:1" for r in requests.get(
+                peer["url"] + "/registry-svc/instances", timeout=5).json()["instances"]), 10, "replication")
+
+        status = registry("cluster", "status", "--data-dir", data_dir)
+        assert status.returncode == 0, status.stderr
+        rows = [line.split() for line in status.stdout.splitlines()[1:]]
+        assert [row[0] for row in rows] == [p["url"] for p in peers], status.stdout
+        assert sorted(row[3] for row in rows) == ["follower", "follower", "leader"], status.stdout
+        assert len({row[4] for row in rows}) == 1, status.stdout
+
+        again = registry("cluster", "up", "--detach", "--data-dir", data_dir)
+        assert again.returncode != 0 and "already running" in again.stderr
+    finally:
+        down = registry("cluster", "down", "--data-dir", data_dir)
+    assert down.returncode == 0, down.stderr
+    assert "stopped 3 peer(s)" in down.stdout
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+    # Up again on the same directory restarts the same cluster, data included.
+    restarted = registry("cluster", "up", "--detach", "--data-dir", data_dir)
+    try:
+        assert restarted.returncode == 0, restarted.stderr
+        response = requests.get(peers[2]["url"] + "/registry-svc/instances", timeout=5)
+        wait_until(lambda: any(r["url"] == "http://via-cli:1" for r in requests.get(
+            peers[2]["url"] + "/registry-svc/instances", timeout=5).json()["instances"]), 15, "data after restart")
+        assert response.status_code == 200
+    finally:
+        assert registry("cluster", "down", "--data-dir", data_dir).returncode == 0
+
+
+def test_a_multi_peer_serve_without_a_secret_refuses_to_start(tmp_path):
+    result = registry("serve", "--raft-address", f"127.0.0.1:{free_port()}",
+                      "--raft-peers", f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
+                      "--http-address", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "p"), timeout=30)
+    assert result.returncode != 0
+    assert "needs its cluster secret" in result.stderr
+
+
+def test_serve_rejects_a_malformed_address(tmp_path):
+    result = registry("serve", "--raft-address", "nowhere", "--data-dir", str(tmp_path / "p"), timeout=30)
+    assert result.returncode == 2 and "host:port" in result.stderr

@@ -1,0 +1,78 @@
+"""Faults a single machine can stage with processes: kill -9 of the leader, restarts."""
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.cluster
+
+
+def write_many(cluster, peers, prefix, count):
+    """Write `count` instances spread over `peers`; the urls the cluster acknowledged."""
+    def write(n):
+        url = f"http://{prefix}-{n}:80"
+        try:
+            response = cluster.put_instance(peers[n % len(peers)], {"url": url})
+        except requests.RequestException:
+            return None
+        return url if response.status_code == 201 else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return {url for url in pool.map(write, range(count)) if url}
+
+
+def test_kill_the_leader_a_new_one_takes_over_and_nothing_acknowledged_is_lost(start_cluster):
+    cluster = start_cluster()
+    leader = cluster.leader()
+    before = write_many(cluster, cluster.peers, "before", 30)
+    assert len(before) == 30
+
+    cluster.local.kill_peer(leader, signal.SIGKILL)
+    survivors = cluster.followers(leader)
+    new_leader = cluster.leader(among=survivors, timeout=20)
+    assert new_leader is not leader
+
+    # Writes go on through both survivors (a write during the election may get a 503).
+    after = wait_until(lambda: write_many(cluster, survivors, "after", 20) or None, 20, "writes to resume")
+    acknowledged = before | after
+    for peer in survivors:
+        wait_until(lambda: acknowledged <= cluster.instance_urls(peer), 15, f"{peer.url} to hold every ack")
+
+    # The killed peer comes back and catches up, including what was written while it was down.
+    cluster.local.start_peer(leader)
+    cluster.local.wait_ready(timeout=60, peers=[leader])
+    wait_until(lambda: acknowledged <= cluster.instance_urls(leader), 30, "the restarted peer to catch up")
+
+
+def test_a_full_cluster_crash_and_restart_brings_every_record_back(start_cluster):
+    cluster = start_cluster()
+    acknowledged = write_many(cluster, cluster.peers, "durable", 40)
+    assert len(acknowledged) == 40
+    for peer in cluster.peers:
+        cluster.local.kill_peer(peer, signal.SIGKILL)
+    for peer in cluster.peers:
+        cluster.local.start_peer(peer)
+    cluster.local.wait_ready(timeout=60)
+    for peer in cluster.peers:
+        wait_until(lambda: acknowledged <= cluster.instance_urls(peer), 30, f"{peer.url} to restore every record")
+
+
+def test_a_lone_survivor_answers_writes_with_503_not_a_hang(start_cluster):
+    cluster = start_cluster(serve_args=("--heartbeat", "1", "--write-timeout", "2"))
+    survivor = cluster.peers[0]
+    for peer in cluster.peers[1:]:
+        cluster.local.kill_peer(peer, signal.SIGKILL)
+    # Both partners are reaped: no majority exists, so the write must be refused within its deadline.
+    response = cluster.put_instance(survivor, {"url": "http://no-quorum:80"})
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert response.json()["error"]
+    # Reads still answer from the local replica.
+    assert cluster.get(survivor, "/registry-svc/instances").status_code == 200
+    ready = cluster.get(survivor, "/readyz")
+    wait_until(lambda: cluster.get(survivor, "/readyz").status_code == 503, 15, "readyz to report no leader")
+    assert ready.status_code in (200, 503)

@@ -1,0 +1,126 @@
+"""The group committer's bookkeeping against a replica whose answers the test controls.
+
+The real replica is exercised end to end by the api and cluster tests; here the failure
+paths that a real cluster produces only by chance are driven deliberately."""
+
+import threading
+import time
+
+import pytest
+from pysyncobj import FAIL_REASON
+
+from cluster.submit import GroupCommitter, WriteUnavailable
+
+
+class ScriptedReplica:
+    """Answers each apply_batch call with the next scripted reason (SUCCESS when the script ends)."""
+
+    def __init__(self, reasons=(), *, hold=False):
+        self.reasons = list(reasons)
+        self.batches = []
+        self.hold = hold
+        self.held = []
+        self.lock = threading.Lock()
+
+    def apply_batch(self, commands, callback):
+        with self.lock:
+            self.batches.append(list(commands))
+            reason = self.reasons.pop(0) if self.reasons else FAIL_REASON.SUCCESS
+        if self.hold:
+            self.held.append(callback)
+            return
+        results = [{"code": "ok", "echo": c} for c in commands] if reason == FAIL_REASON.SUCCESS else None
+        threading.Timer(0.01, callback, (results, reason)).start()
+
+
+def test_each_writer_gets_its_own_result():
+    committer = GroupCommitter(ScriptedReplica())
+    results = {}
+
+    def write(n):
+        results[n] = committer.submit({"n": n}, timeout=5)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {n: r["echo"]["n"] for n, r in results.items()} == {n: n for n in range(50)}
+    committer.stop()
+
+
+def test_concurrent_writers_share_batches():
+    replica = ScriptedReplica()
+    committer = GroupCommitter(replica)
+    threads = [threading.Thread(target=committer.submit, args=({"n": n}, 5)) for n in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(len(b) for b in replica.batches) == 200
+    assert len(replica.batches) < 200
+    committer.stop()
+
+
+def test_missing_leader_is_retried_until_it_succeeds():
+    replica = ScriptedReplica([FAIL_REASON.MISSING_LEADER, FAIL_REASON.MISSING_LEADER])
+    committer = GroupCommitter(replica)
+    assert committer.submit({"x": 1}, timeout=5)["code"] == "ok"
+    assert len(replica.batches) == 3
+    committer.stop()
+
+
+def test_missing_leader_until_the_deadline_says_not_applied():
+    replica = ScriptedReplica([FAIL_REASON.MISSING_LEADER] * 1000)
+    committer = GroupCommitter(replica)
+    with pytest.raises(WriteUnavailable) as caught:
+        committer.submit({"x": 1}, timeout=0.5)
+    assert caught.value.outcome_unknown is False and "no leader" in caught.value.message
+    committer.stop()
+
+
+@pytest.mark.parametrize("reason", [FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT_LEADER, FAIL_REASON.UNKNOWN_OUTCOME])
+def test_unknown_outcomes_are_reported_as_such(reason):
+    committer = GroupCommitter(ScriptedReplica([reason]))
+    with pytest.raises(WriteUnavailable) as caught:
+        committer.submit({"x": 1}, timeout=5)
+    assert caught.value.outcome_unknown is True and "may or may not" in caught.value.message
+    committer.stop()
+
+
+def test_queue_full_is_not_applied():
+    committer = GroupCommitter(ScriptedReplica([FAIL_REASON.QUEUE_FULL]))
+    with pytest.raises(WriteUnavailable) as caught:
+        committer.submit({"x": 1}, timeout=5)
+    assert caught.value.outcome_unknown is False
+    committer.stop()
+
+
+def test_lost_callbacks_time_out_and_free_their_slots():
+    replica = ScriptedReplica(hold=True)
+    committer = GroupCommitter(replica)
+    for _ in range(2):
+        with pytest.raises(WriteUnavailable) as caught:
+            committer.submit({"x": 1}, timeout=0.2)
+        assert caught.value.outcome_unknown is True
+    # Both in-flight slots were taken by batches whose callbacks never came; they must expire.
+    replica.hold = False
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert committer.submit({"x": 2}, timeout=1)["code"] == "ok"
+            break
+        except WriteUnavailable:
+            assert time.monotonic() < deadline, "slots were never freed"
+    # A late callback for an expired batch changes nothing.
+    for callback in replica.held:
+        callback([{"code": "ok"}], FAIL_REASON.SUCCESS)
+    committer.stop()
+
+
+def test_stop_fails_pending_writers():
+    replica = ScriptedReplica(hold=True)
+    committer = GroupCommitter(replica)
+    committer.stop()
+    with pytest.raises(WriteUnavailable):
+        committer.submit({"x": 1}, timeout=1)
