@@ -67,3 +67,4 @@ class RaftTimings:
     connection_retry: float = 0.5
     leader_fallback_timeout: float = 2.5
     auto_tick_period: float = 0.02
+    append_entries_use_batch: bool = False

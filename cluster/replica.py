@@ -38,10 +38,31 @@ class ContactTrackingTransport(TCPTransport):
     def _onMessageReceived(self, node, message):
         now = time.monotonic()
         self.last_heard[node.id] = now
-        if isinstance(message, dict) and message.get("type") == "append_entries":
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "append_entries":
             # Only a leader sends append_entries: this is contact with the leader.
             self.last_leader_contact = now
+        if kind == "next_node_idx" and message.get("success") and not message.get("reset"):
+            self._keep_next_index_from_moving_back(node, message)
+        else:
+            super()._onMessageReceived(node, message)
+
+    def _keep_next_index_from_moving_back(self, node, message):
+        """Work around a PySyncObj 0.3.17 defect, on the Raft thread like the handler itself.
+
+        With appendEntriesUseBatch off, the leader sends entries as soon as they arrive and moves
+        a follower's nextIndex past them at once. A success reply to an earlier append then sets
+        nextIndex back to that reply's index, so the leader sends entries the follower already
+        holds, and the follower truncates and re-appends them ("truncating already-applied log
+        entries"). A success reply must never move nextIndex backwards (Raft only moves it back
+        on a rejection), so restore it after the library handled the reply.
+        """
+        next_index = self._syncObj._SyncObj__raftNextIndex
+        before = next_index.get(node)
         super()._onMessageReceived(node, message)
+        after = next_index.get(node)
+        if before is not None and after is not None and after < before:
+            next_index[node] = before
 
 
 class RegistryReplica(SyncObj):
@@ -66,6 +87,7 @@ class RegistryReplica(SyncObj):
             connectionRetryTime=timings.connection_retry,
             leaderFallbackTimeout=timings.leader_fallback_timeout,
             autoTickPeriod=timings.auto_tick_period,
+            appendEntriesUseBatch=timings.append_entries_use_batch,
             # Fail fast with MISSING_LEADER instead of queueing without bound; the committer retries.
             commandsWaitLeader=False,
             onStateChanged=self._on_state_changed,

@@ -59,6 +59,10 @@ def test_concurrent_writes_through_every_peer_are_all_kept(start_cluster):
     expected = {body["url"] for _, body in bodies}
     for peer in cluster.peers:
         wait_until(lambda: expected <= cluster.instance_urls(peer), 15, f"{peer.url} to hold all 90 writes")
+    # No follower had to throw away log entries it had already applied (see replica.py).
+    for peer in cluster.peers:
+        with open(peer.log_path, encoding="utf-8") as log:
+            assert "truncating already-applied" not in log.read(), cluster.logs()
 
 
 def test_node_removal_by_raw_and_encoded_url_over_real_http(start_cluster):
