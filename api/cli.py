@@ -62,10 +62,14 @@ def main():
               default=1024 * 1024, show_default=True)
 @click.option("--http-threads", envvar="REGISTRY_HTTP_THREADS", type=click.IntRange(min=1), default=16,
               show_default=True)
+@click.option("--compact-after-entries", envvar="REGISTRY_COMPACT_AFTER_ENTRIES", type=click.IntRange(min=10),
+              default=5000, show_default=True,
+              help="Raft log entries kept before the state is dumped to disk and the log trimmed.")
 @click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
-          cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads, log_level):
+          cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
+          compact_after_entries, log_level):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
     _setup_logging(log_level)
@@ -82,6 +86,7 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             data_dir=os.path.abspath(data_dir), cluster_secret=secret, node_id=node_id, region=region,
             availability_zone=availability_zone, heartbeat_seconds=heartbeat_seconds,
             write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
+            compact_after_entries=compact_after_entries,
         )
         run_peer(config)
     except ConfigurationError as error:
@@ -113,29 +118,37 @@ def up(count, data_dir, http_port, raft_port, detach, ready_timeout, serve_args)
         else:
             local = LocalCluster.create(data_dir, count, http_port=http_port, raft_port=raft_port,
                                         extra_args=serve_args)
-        local.start()
+        _stop_on_sigterm()
         try:
+            local.start()
             local.wait_ready(timeout=ready_timeout)
-        except ConfigurationError:
-            local.stop()
+        except (ConfigurationError, KeyboardInterrupt):
+            # Interrupted or failed while starting: leave none of the peers it started behind
+            # (and leave alone a cluster that was already running).
+            local.stop(only_started_here=True)
             raise
     except ConfigurationError as error:
         raise click.ClickException(str(error))
-    _print_status(local)
-    click.echo(f"cluster file: {local.cluster_file}")
     if detach:
+        _print_status(local)
+        click.echo(f"cluster file: {local.cluster_file}")
         click.echo(f"stop it with: registry cluster down --data-dir {data_dir}")
         return
-    click.echo("Ctrl-C stops every peer.")
     _run_in_foreground(local)
 
 
-def _run_in_foreground(local):
-    def stop(signum, _frame):
+def _stop_on_sigterm():
+    def interrupt(signum, _frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _run_in_foreground(local):
     try:
+        _print_status(local)
+        click.echo(f"cluster file: {local.cluster_file}")
+        click.echo("Ctrl-C stops every peer.")
         exited = set()
         while True:
             for peer in local.peers:

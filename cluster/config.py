@@ -23,6 +23,8 @@ class PeerConfig:
     write_timeout_seconds: float = 5.0
     max_body_bytes: int = 1024 * 1024
     http_threads: int = 16
+    # Raft log entries kept before the state is written as a full dump and the log trimmed.
+    compact_after_entries: int = 5000
 
     @property
     def partners(self):
@@ -60,11 +62,11 @@ class RaftTimings:
     leads; connectionRetryTime bounds how soon a restarted peer is reconnected.
     """
 
-    append_entries_period: float = 0.02
+    append_entries_period: float = 0.1
     raft_min_timeout: float = 0.5
     raft_max_timeout: float = 1.5
     connection_timeout: float = 3.5
     connection_retry: float = 0.5
     leader_fallback_timeout: float = 2.5
-    auto_tick_period: float = 0.02
+    auto_tick_period: float = 0.05
     append_entries_use_batch: bool = False

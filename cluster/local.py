@@ -192,9 +192,10 @@ class LocalCluster:
                 return False
             time.sleep(0.05)
 
-    def stop(self):
+    def stop(self, only_started_here=False):
         """Stop every peer: SIGTERM to all at once, SIGKILL to any still running after the grace."""
-        signalled = [peer for peer in self.peers if self.is_running(peer)]
+        signalled = [peer for peer in self.peers if self.is_running(peer)
+                     and (peer.process is not None or not only_started_here)]
         for peer in signalled:
             os.kill(peer.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS

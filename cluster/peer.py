@@ -31,6 +31,7 @@ class Peer:
         self.url = config.public_url
         self.replica = RegistryReplica(
             config.raft_address, config.partners, data_dir=data_dir, password=password, timings=timings,
+            compact_after_entries=config.compact_after_entries,
         )
         self.committer = GroupCommitter(self.replica)
         self.self_report = SelfReport(

@@ -66,7 +66,8 @@ class ContactTrackingTransport(TCPTransport):
 
 
 class RegistryReplica(SyncObj):
-    def __init__(self, raft_address, partners, *, data_dir, password, timings, on_state_changed=None):
+    def __init__(self, raft_address, partners, *, data_dir, password, timings, compact_after_entries=5000,
+                 on_state_changed=None):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
         self._registry = RegistryState()
         self._lock = threading.Lock()
@@ -78,6 +79,7 @@ class RegistryReplica(SyncObj):
             password=password,
             journalFile=os.path.join(data_dir, "raft.journal"),
             fullDumpFile=self._dump_path,
+            logCompactionMinEntries=compact_after_entries,
             serializer=self._write_dump,
             deserializer=self._read_dump,
             appendEntriesPeriod=timings.append_entries_period,

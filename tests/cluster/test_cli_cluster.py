@@ -1,6 +1,8 @@
 """`registry cluster up|status|down` as a person runs them, in a subprocess."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -79,3 +81,43 @@ def test_a_multi_peer_serve_without_a_secret_refuses_to_start(tmp_path):
 def test_serve_rejects_a_malformed_address(tmp_path):
     result = registry("serve", "--raft-address", "nowhere", "--data-dir", str(tmp_path / "p"), timeout=30)
     assert result.returncode == 2 and "host:port" in result.stderr
+
+
+@pytest.mark.parametrize("when", ["once ready", "while starting"])
+def test_foreground_up_stops_every_peer_on_ctrl_c(tmp_path, when):
+    data_dir = tmp_path / "fg"
+    output = tmp_path / "up.out"
+    http_port = free_port_run(2)
+    with open(output, "w") as sink:
+        up = subprocess.Popen([sys.executable, "-m", "api.cli", "cluster", "up", "--peers", "2", "--data-dir",
+                               str(data_dir), "--http-port", str(http_port), "--raft-port", str(free_port_run(2))],
+                              stdout=sink, stderr=subprocess.STDOUT)
+    pids = []
+    try:
+        def started():
+            with open(data_dir / "cluster.json") as source:
+                return [p["pid"] for p in json.load(source)["peers"]]
+        pids = wait_until(lambda: _quietly(started), 60, "cluster.json")
+        if when == "once ready":
+            wait_until(lambda: "Ctrl-C stops every peer" in output.read_text(), 60, "the cluster to be ready")
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=30)
+        if when == "once ready":
+            assert code == 0, output.read_text()
+        assert "Traceback" not in output.read_text()
+        assert not [pid for pid in pids if psutil.pid_exists(pid)
+                    and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        for pid in pids:
+            if psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _quietly(probe):
+    try:
+        return probe()
+    except (OSError, ValueError, KeyError, requests.RequestException):
+        return None

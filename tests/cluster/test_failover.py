@@ -1,5 +1,7 @@
 """Faults a single machine can stage with processes: kill -9 of the leader, restarts."""
 
+import os
+import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -76,3 +78,25 @@ def test_a_lone_survivor_answers_writes_with_503_not_a_hang(start_cluster):
     ready = cluster.get(survivor, "/readyz")
     wait_until(lambda: cluster.get(survivor, "/readyz").status_code == 503, 15, "readyz to report no leader")
     assert ready.status_code in (200, 503)
+
+
+def test_a_peer_that_missed_a_compacted_log_catches_up_from_the_leaders_dump(start_cluster):
+    # Compacting every 20 entries: the writes made while the peer is down leave the log
+    # before it returns, so the leader must send its full dump (our JSON serializer's file).
+    cluster = start_cluster(serve_args=("--heartbeat", "1", "--compact-after-entries", "20"))
+    leader = cluster.leader()
+    away = cluster.followers(leader)[0]
+    left_at = cluster.view(away)["self"]["appliedIndex"]
+    cluster.local.kill_peer(away, signal.SIGKILL)
+    present = [p for p in cluster.peers if p is not away]
+    acknowledged = set()
+    for batch in range(6):
+        acknowledged |= write_many(cluster, present, f"compacted-{batch}", 10)
+    assert len(acknowledged) == 60
+    wait_until(lambda: os.path.exists(os.path.join(leader.data_dir, "raft.dump")), 20, "the leader's dump")
+    cluster.local.start_peer(away)
+    cluster.local.wait_ready(timeout=60, peers=[away])
+    wait_until(lambda: acknowledged <= cluster.instance_urls(away), 30, "the returning peer to hold every write")
+    with open(away.log_path, encoding="utf-8") as log:
+        loaded = [int(m) for m in re.findall(r"loaded full dump .* at raft index (\d+)", log.read())]
+    assert loaded and max(loaded) > left_at, (left_at, loaded)
