@@ -2,8 +2,9 @@
 
 from flask import Flask, g
 
-from . import instances, nodes, operations
+from . import auth, instances, nodes, operations, permits
 from .errors import register_error_handlers
+from .tokens import signing_key
 
 
 def create_app(peer):
@@ -13,9 +14,10 @@ def create_app(peer):
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.extensions["registry_peer"] = peer
-    for module in (instances, nodes, operations):
+    for module in (instances, nodes, operations, permits):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
+    auth.install(app, signing_key(peer.cluster_secret))
 
     @app.after_request
     def registry_headers(response):

@@ -13,10 +13,17 @@ import time
 import click
 
 from cluster.config import DEFAULT_HTTP_PORT, DEFAULT_RAFT_PORT, PeerConfig, split_address
-from cluster.identity import ConfigurationError, read_secret_file
+from cluster.identity import SECRET_FILE, ConfigurationError, read_secret_file
 from cluster.local import LocalCluster
+from registry.durations import parse_seconds
+from registry.errors import ValidationError
+from registry.permissions import ADMIN_ROLE, USER_ROLE
+
+from . import tokens
 
 DEFAULT_CLUSTER_DIR = os.path.join(os.path.expanduser("~"), ".local", "share", "registry-svc", "cluster")
+# The admin token `cluster up` hands out for a local cluster.
+LOCAL_ADMIN_TOKEN_TTL_SECONDS = 30 * 86400
 
 
 def _setup_logging(level):
@@ -120,6 +127,9 @@ def up(count, data_dir, http_port, raft_port, detach, ready_timeout, serve_args)
                                         extra_args=serve_args)
         _stop_on_sigterm()
         try:
+            local.prepare_secret()
+            local.admin_token = tokens.mint(tokens.signing_key(read_secret_file(local.secret_path)), "admin",
+                                            [ADMIN_ROLE], LOCAL_ADMIN_TOKEN_TTL_SECONDS)
             local.start()
             local.wait_ready(timeout=ready_timeout)
         except (ConfigurationError, KeyboardInterrupt):
@@ -131,10 +141,16 @@ def up(count, data_dir, http_port, raft_port, detach, ready_timeout, serve_args)
         raise click.ClickException(str(error))
     if detach:
         _print_status(local)
-        click.echo(f"cluster file: {local.cluster_file}")
+        _print_access(local)
         click.echo(f"stop it with: registry cluster down --data-dir {data_dir}")
         return
     _run_in_foreground(local)
+
+
+def _print_access(local):
+    click.echo(f"cluster file: {local.cluster_file}")
+    click.echo(f"admin token (valid {LOCAL_ADMIN_TOKEN_TTL_SECONDS // 86400} days, also in the cluster file):")
+    click.echo(local.admin_token)
 
 
 def _stop_on_sigterm():
@@ -147,7 +163,7 @@ def _stop_on_sigterm():
 def _run_in_foreground(local):
     try:
         _print_status(local)
-        click.echo(f"cluster file: {local.cluster_file}")
+        _print_access(local)
         click.echo("Ctrl-C stops every peer.")
         exited = set()
         while True:
@@ -196,6 +212,34 @@ def _print_status(local):
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+@main.group(help="API tokens: signed with a key derived from the cluster secret.")
+def token():
+    pass
+
+
+@token.command(name="create", help="Mint a token offline and print it.")
+@click.option("--slug", required=True, help="Who the token speaks for (an account or service slug).")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice([ADMIN_ROLE, USER_ROLE]),
+              help="Role to grant; repeat for several.")
+@click.option("--ttl", default="24h", show_default=True, help="How long it is valid: 30m, 24h, 7d...")
+@click.option("--data-dir", default=None,
+              help=f"A cluster or peer directory holding {SECRET_FILE} (default: {DEFAULT_CLUSTER_DIR}).")
+@click.option("--secret-file", default=None, help="The cluster secret file itself.")
+def create_token(slug, roles, ttl, data_dir, secret_file):
+    if data_dir and secret_file:
+        raise click.UsageError("give --data-dir or --secret-file, not both")
+    path = secret_file or os.path.join(data_dir or DEFAULT_CLUSTER_DIR, SECRET_FILE)
+    try:
+        ttl_seconds = parse_seconds(ttl, "--ttl")
+        secret = os.environ.get("REGISTRY_CLUSTER_SECRET") if not (data_dir or secret_file) else None
+        key = tokens.signing_key(secret or read_secret_file(path))
+    except (ValidationError, ConfigurationError) as error:
+        raise click.ClickException(str(error))
+    if not slug.strip():
+        raise click.BadParameter("must not be empty", param_hint="--slug")
+    click.echo(tokens.mint(key, slug, roles, ttl_seconds))
 
 
 if __name__ == "__main__":

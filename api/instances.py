@@ -3,7 +3,9 @@
 from flask import Blueprint, request
 
 from registry import instances
+from registry.permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW
 
+from .auth import current_caller, requires
 from .jsonio import read_json
 from .results import current_peer, read_answer, write_answer
 
@@ -11,19 +13,23 @@ blueprint = Blueprint("instances", __name__)
 
 
 @blueprint.put("/registry-svc/instance")
+@requires(INSTANCE_EDIT)
 def register_instance():
     fields = instances.validate_registration(read_json(required=True))
-    result = current_peer().register_instance(fields)
+    result = current_peer().register_instance(fields, current_caller())
     return write_answer(result, 201, {})
 
 
 @blueprint.get("/registry-svc/instances")
+@requires(INSTANCE_VIEW)
 def list_instances():
     filters = instances.validate_filters(request.args.items(multi=True))
-    return read_answer(current_peer().list_instances(filters), lambda records: {"instances": records})
+    listing = current_peer().list_instances(filters, current_caller())
+    return read_answer(listing, lambda records: {"instances": records})
 
 
 @blueprint.delete("/registry-svc/instance/<instance_id>")
+@requires(INSTANCE_DELETE)
 def remove_instance(instance_id):
-    result = current_peer().remove_instance(instance_id)
+    result = current_peer().remove_instance(instance_id, current_caller())
     return write_answer(result, 204, None)

@@ -5,7 +5,9 @@ from urllib.parse import unquote
 from flask import Blueprint, request
 
 from registry import nodes
+from registry.permissions import NODE_DELETE, NODE_VIEW
 
+from .auth import current_caller, requires
 from .errors import unavailable
 from .jsonio import read_json
 from .results import current_peer, read_answer, write_answer
@@ -14,6 +16,7 @@ blueprint = Blueprint("nodes", __name__)
 
 
 @blueprint.get("/registry-svc/node/self")
+@requires(NODE_VIEW)
 def self_node():
     peer = current_peer()
     read = peer.node(peer.url)
@@ -23,12 +26,14 @@ def self_node():
 
 
 @blueprint.post("/registry-svc/nodes")
+@requires(NODE_VIEW)
 def list_nodes():
     ids = nodes.validate_list_request(read_json(required=False))
     return read_answer(current_peer().list_nodes(ids), lambda records: {"nodes": records})
 
 
 @blueprint.delete("/registry-svc/node/<path:node_url>")
+@requires(NODE_DELETE)
 def remove_node(node_url):
     # Clients send the URL percent-encoded or raw; the server has decoded the first kind
     # already, and a second unquote is harmless for the URLs nodes have.
@@ -36,4 +41,4 @@ def remove_node(node_url):
     peer = current_peer()
     if peer.node(url)[1] is None and peer.node(url.rstrip("/"))[1] is not None:
         url = url.rstrip("/")
-    return write_answer(peer.remove_node(url), 204, None)
+    return write_answer(peer.remove_node(url, current_caller()), 204, None)

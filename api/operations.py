@@ -2,6 +2,9 @@
 
 from flask import Blueprint
 
+from registry.permissions import NODE_VIEW
+
+from .auth import requires
 from .errors import unavailable
 from .jsonio import respond
 from .results import current_peer
@@ -28,5 +31,6 @@ def readyz():
 
 
 @blueprint.get("/registry-svc/cluster")
+@requires(NODE_VIEW)
 def cluster():
     return respond(current_peer().cluster_view())

@@ -7,7 +7,7 @@ from registry import errors
 from .errors import ApiError
 from .jsonio import respond
 
-_STATUS_OF = {errors.NOT_FOUND: 404, errors.CONFLICT: 409, errors.INVALID: 400}
+_STATUS_OF = {errors.NOT_FOUND: 404, errors.CONFLICT: 409, errors.INVALID: 400, errors.FORBIDDEN: 403}
 
 
 def current_peer():

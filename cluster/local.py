@@ -52,10 +52,11 @@ class LocalPeer:
 
 
 class LocalCluster:
-    def __init__(self, data_dir, peers, extra_args=()):
+    def __init__(self, data_dir, peers, extra_args=(), admin_token=None):
         self.data_dir = os.path.abspath(data_dir)
         self.peers = peers
         self.extra_args = list(extra_args)
+        self.admin_token = admin_token
 
     @property
     def secret_path(self):
@@ -92,24 +93,29 @@ class LocalCluster:
             host, _, raft_port = entry["raft"].rpartition(":")
             http_port = int(entry["url"].rsplit(":", 1)[1])
             peers.append(LocalPeer(index, host, http_port, int(raft_port), entry["dataDir"], entry.get("pid")))
-        return cls(data_dir, peers, document.get("serveArgs", []))
+        return cls(data_dir, peers, document.get("serveArgs", []), document.get("adminToken"))
 
     def save(self):
         document = {
             "peers": [peer.as_json() for peer in self.peers],
             "secretFile": self.secret_path,
             "serveArgs": self.extra_args,
+            "adminToken": self.admin_token,
         }
         write_private(self.cluster_file, json.dumps(document, indent=2) + "\n")
 
     # -- starting and stopping --------------------------------------------------------------
 
-    def start(self):
-        """Start every peer that is not running; the secret is generated once and kept."""
+    def prepare_secret(self):
+        """The cluster secret, generated on first use and kept in DIR/cluster.secret (mode 0600)."""
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         if not os.path.exists(self.secret_path):
             write_private(self.secret_path, secrets.token_urlsafe(32) + "\n")
-        read_secret_file(self.secret_path)
+        return read_secret_file(self.secret_path)
+
+    def start(self):
+        """Start every peer that is not running."""
+        self.prepare_secret()
         for peer in self.peers:
             if self.is_running(peer):
                 raise ConfigurationError(
@@ -232,8 +238,9 @@ class LocalCluster:
 
     def status_rows(self):
         rows = []
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
         for peer in self.peers:
-            status, view = http_json(peer.url + "/registry-svc/cluster", timeout=2.0)
+            status, view = http_json(peer.url + "/registry-svc/cluster", timeout=2.0, headers=headers)
             me = (view or {}).get("self") or {}
             leader = (view or {}).get("leader") or {}
             rows.append({

@@ -8,6 +8,7 @@ import time
 import orjson
 
 from registry import commands
+from registry.permissions import SYSTEM
 
 from . import identity
 from .config import PeerConfig, RaftTimings
@@ -28,6 +29,8 @@ class Peer:
         data_dir = identity.prepare_data_dir(config.data_dir)
         self.node_id = identity.node_id(data_dir, config.node_id)
         password = identity.cluster_secret(data_dir, config.cluster_secret, multi_peer=bool(config.partners))
+        # Kept for deriving the API token key; never logged, reported or serialised.
+        self.cluster_secret = password
         self.url = config.public_url
         self.replica = RegistryReplica(
             config.raft_address, config.partners, data_dir=data_dir, password=password, timings=timings,
@@ -60,15 +63,18 @@ class Peer:
             command, self.config.write_timeout_seconds, encoded_size=len(orjson.dumps(command)),
         )
 
-    def register_instance(self, fields):
+    def register_instance(self, fields, caller=SYSTEM):
         generated = "inst_" + secrets.token_hex(8)
-        return self.submit(commands.register_instance(fields, generated, time.time_ns()))
+        return self.submit(commands.register_instance(fields, generated, time.time_ns(), caller))
 
-    def remove_instance(self, instance_id):
-        return self.submit(commands.remove_instance(instance_id))
+    def remove_instance(self, instance_id, caller=SYSTEM):
+        return self.submit(commands.remove_instance(instance_id, caller))
 
-    def remove_node(self, url):
-        return self.submit(commands.remove_node(url))
+    def remove_node(self, url, caller=SYSTEM):
+        return self.submit(commands.remove_node(url, caller))
+
+    def set_permits(self, permits, caller=SYSTEM):
+        return self.submit(commands.set_permits(permits, caller))
 
     def report_self(self):
         record = self.self_report.record(self.replica.raft_info())
@@ -93,8 +99,11 @@ class Peer:
 
     # Each read returns (index, data): the Raft index of the last command the data reflects.
 
-    def list_instances(self, filters):
-        return self.replica.read(lambda state: state.list_instances(filters))
+    def list_instances(self, filters, who=SYSTEM):
+        return self.replica.read(lambda state: state.list_instances(filters, who))
+
+    def permits(self):
+        return self.replica.read(lambda state: [dict(p) for p in state.permits])
 
     def list_nodes(self, ids=None):
         return self.replica.read(lambda state: state.list_nodes(ids))

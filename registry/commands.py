@@ -1,9 +1,12 @@
 """Commands: the plain-data messages that travel through the Raft log.
 
 Each has a `type` and a version `v`, so a journal written by one code version stays readable
-by the next. Everything that varies between peers (ids, times) is chosen here, by the
-proposer, and never inside apply.
+by the next. Everything that varies between peers (ids, times, who is asking) is chosen here,
+by the proposer, and never inside apply. `caller` is {"slug", "roles"} of the authenticated
+requester; absent (None) for the cluster's own writes.
 """
+
+from .permissions import SYSTEM
 
 VERSION = 1
 
@@ -11,19 +14,25 @@ REGISTER_INSTANCE = "instance.register"
 REMOVE_INSTANCE = "instance.remove"
 REPORT_NODE = "node.report"
 REMOVE_NODE = "node.remove"
+SET_PERMITS = "permits.set"
 
 
-def register_instance(fields, generated_id, now_ns):
-    return {"type": REGISTER_INSTANCE, "v": VERSION, "fields": fields, "generatedId": generated_id, "now": now_ns}
+def register_instance(fields, generated_id, now_ns, caller=SYSTEM):
+    return {"type": REGISTER_INSTANCE, "v": VERSION, "fields": fields, "generatedId": generated_id, "now": now_ns,
+            "caller": caller}
 
 
-def remove_instance(instance_id):
-    return {"type": REMOVE_INSTANCE, "v": VERSION, "id": instance_id}
+def remove_instance(instance_id, caller=SYSTEM):
+    return {"type": REMOVE_INSTANCE, "v": VERSION, "id": instance_id, "caller": caller}
 
 
 def report_node(record, now_ns):
     return {"type": REPORT_NODE, "v": VERSION, "node": record, "now": now_ns}
 
 
-def remove_node(url):
-    return {"type": REMOVE_NODE, "v": VERSION, "url": url}
+def remove_node(url, caller=SYSTEM):
+    return {"type": REMOVE_NODE, "v": VERSION, "url": url, "caller": caller}
+
+
+def set_permits(permits, caller=SYSTEM):
+    return {"type": SET_PERMITS, "v": VERSION, "permits": permits, "caller": caller}

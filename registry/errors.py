@@ -13,6 +13,7 @@ class ValidationError(ValueError):
 OK = "ok"
 NOT_FOUND = "not_found"
 CONFLICT = "conflict"
+FORBIDDEN = "forbidden"
 INVALID = "invalid"
 
 

@@ -10,7 +10,8 @@ import re
 from urllib.parse import urlsplit
 
 from . import fields as f
-from .errors import CONFLICT, NOT_FOUND, ValidationError, failure, ok
+from .errors import CONFLICT, FORBIDDEN, NOT_FOUND, ValidationError, failure, ok
+from .permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW, SYSTEM, grants, missing
 from .timestamps import format_ns
 
 STATUSES = ("Unknown", "Healthy", "Degraded", "Unreachable", "Error")
@@ -197,11 +198,40 @@ def matches(record, filters):
     return True
 
 
+def listing_slug(permits, who):
+    """The only slug whose instances `who` may list, or None when it may list every instance."""
+    granted = grants(permits, who)
+    return None if granted.get(INSTANCE_VIEW) else who["slug"]
+
+
+def _owner_refusal(record, who):
+    return failure(
+        FORBIDDEN,
+        f"instance {record['id']} belongs to slug '{record.get('slug', '')}', not to '{who['slug']}'; "
+        f"only its owner, deploy-svc or an admin may change it (an admin frees it with "
+        f"DELETE /registry-svc/instance/{record['id']})",
+    )
+
+
 def apply_register(state, command):
     fields = command["fields"]
+    who = command.get("caller", SYSTEM)
+    granted = grants(state.permits, who)
+    if INSTANCE_EDIT not in granted:
+        return failure(FORBIDDEN, missing(INSTANCE_EDIT))
+    everywhere = granted[INSTANCE_EDIT]
     url = fields["url"]
     owner_of_url = state.instance_by_url.get(url)
     instance_id = fields.get("id")
+    if not everywhere:
+        # Ownership is decided here, against the committed state, so two racing writers
+        # cannot both pass: the first to commit owns the instance, the other is refused.
+        if fields.get("slug", who["slug"]) != who["slug"]:
+            return failure(FORBIDDEN, f"you may register instances only under your own slug '{who['slug']}'")
+        for taken in (owner_of_url, instance_id):
+            record = state.instances.get(taken) if taken else None
+            if record is not None and record.get("slug") != who["slug"]:
+                return _owner_refusal(record, who)
     if instance_id is None:
         instance_id = owner_of_url or command["generatedId"]
     elif owner_of_url is not None and owner_of_url != instance_id:
@@ -216,6 +246,8 @@ def apply_register(state, command):
         record.update({k: v for k, v in existing.items() if k not in ADDRESS_FIELDS})
         if existing["url"] != url:
             state.instance_by_url.pop(existing["url"], None)
+    elif who is not SYSTEM and "slug" not in fields:
+        record["slug"] = who["slug"]
     record.update(fields)
     record["lastHeartbeat"] = format_ns(command["now"])
     # Records are replaced, never changed in place: readers and snapshots hold old ones safely.
@@ -225,8 +257,15 @@ def apply_register(state, command):
 
 
 def apply_remove(state, command):
-    record = state.instances.pop(command["id"], None)
+    who = command.get("caller", SYSTEM)
+    granted = grants(state.permits, who)
+    if INSTANCE_DELETE not in granted:
+        return failure(FORBIDDEN, missing(INSTANCE_DELETE))
+    record = state.instances.get(command["id"])
     if record is None:
         return failure(NOT_FOUND, "Service Not Found")
+    if not granted[INSTANCE_DELETE] and record.get("slug") != who["slug"]:
+        return _owner_refusal(record, who)
+    del state.instances[record["id"]]
     state.instance_by_url.pop(record["url"], None)
     return ok(id=record["id"])

@@ -9,7 +9,7 @@ bad command becomes an error result instead.
 import hashlib
 import json
 
-from . import commands, instances, nodes
+from . import commands, instances, nodes, permissions
 from .errors import INVALID, failure
 
 SNAPSHOT_FORMAT = 1
@@ -19,6 +19,7 @@ _HANDLERS = {
     commands.REMOVE_INSTANCE: instances.apply_remove,
     commands.REPORT_NODE: nodes.apply_report,
     commands.REMOVE_NODE: nodes.apply_remove,
+    commands.SET_PERMITS: permissions.apply_set,
 }
 
 
@@ -27,6 +28,7 @@ class RegistryState:
         self.instances = {}  # id -> record
         self.instance_by_url = {}  # url -> id, derived from instances
         self.nodes = {}  # url -> record
+        self.permits = permissions.default_permits()
         self.index = 0  # Raft index of the last command applied
 
     def apply(self, command, index):
@@ -42,7 +44,13 @@ class RegistryState:
             # Handlers check before they change anything, so a malformed command changes nothing.
             return failure(INVALID, f"malformed {command['type']} command: {error!r}")
 
-    def list_instances(self, filters):
+    def list_instances(self, filters, who=permissions.SYSTEM):
+        """The instances matching `filters` that `who` may see (callers without view-all: their own)."""
+        own_slug = None if who is permissions.SYSTEM else instances.listing_slug(self.permits, who)
+        if own_slug is not None:
+            if filters.get("slug", own_slug) != own_slug:
+                return []
+            filters = dict(filters, slug=own_slug)
         return [r for _, r in sorted(self.instances.items()) if instances.matches(r, filters)]
 
     def list_nodes(self, ids=None):
@@ -54,6 +62,7 @@ class RegistryState:
             "index": self.index,
             "instances": [r for _, r in sorted(self.instances.items())],
             "nodes": [r for _, r in sorted(self.nodes.items())],
+            "permits": self.permits,
         }
 
     @classmethod
@@ -67,6 +76,8 @@ class RegistryState:
             state.instance_by_url[record["url"]] = record["id"]
         for record in data["nodes"]:
             state.nodes[record["url"]] = record
+        if "permits" in data:
+            state.permits = data["permits"]
         return state
 
     def digest(self):

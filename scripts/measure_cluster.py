@@ -21,6 +21,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from api import tokens  # noqa: E402
 from cluster.local import LocalCluster, LocalPeer  # noqa: E402
 
 
@@ -97,6 +98,8 @@ def main():
                  for i in range(3)]
         local = LocalCluster(directory, peers, ["--heartbeat", "15", "--log-level", "warning"])
         http = requests.Session()
+        token = tokens.mint(tokens.signing_key(local.prepare_secret()), "bench", ["admin"], 3600)
+        http.headers["Authorization"] = f"Bearer {token}"
         try:
             local.start()
             local.wait_ready(timeout=60)

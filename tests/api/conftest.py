@@ -1,5 +1,6 @@
 import pytest
 
+from api import tokens
 from api.app import create_app
 from cluster.config import PeerConfig
 from cluster.peer import Peer
@@ -27,6 +28,30 @@ def peer(tmp_path_factory):
         peer.stop()
 
 
+@pytest.fixture(scope="module")
+def mint(peer):
+    """mint(slug, *roles, ttl=3600) -> a token this peer accepts."""
+    key = tokens.signing_key(peer.cluster_secret)
+    return lambda slug, *roles, ttl=3600: tokens.mint(key, slug, roles, ttl)
+
+
+@pytest.fixture(scope="module")
+def app(peer):
+    return create_app(peer)
+
+
 @pytest.fixture
-def client(peer):
-    return create_app(peer).test_client()
+def client_for(app, mint):
+    """A test client that sends a bearer token for `slug` with `roles`; no slug sends none."""
+    def make(slug=None, *roles):
+        client = app.test_client()
+        if slug is not None:
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {mint(slug, *roles)}"
+        return client
+    return make
+
+
+@pytest.fixture
+def client(client_for):
+    """An admin's client."""
+    return client_for("admin", "admin")

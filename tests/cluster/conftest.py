@@ -1,6 +1,7 @@
 import pytest
 import requests
 
+from api import tokens
 from cluster.local import LocalCluster, LocalPeer, tail
 from tests.ports import free_port
 from tests.waiting import wait_until
@@ -20,6 +21,10 @@ class RunningCluster:
     def __init__(self, local):
         self.local = local
         self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {local.admin_token}"
+
+    def token(self, slug, *roles, ttl=3600):
+        return tokens.mint(tokens.signing_key(self.local.prepare_secret()), slug, roles, ttl)
 
     @property
     def peers(self):
@@ -74,6 +79,7 @@ def start_cluster(tmp_path):
     def start(count=3, serve_args=SERVE_ARGS):
         local = make_cluster(tmp_path / f"cluster-{len(started)}", count, serve_args)
         started.append(local)
+        local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
         local.start()
         local.wait_ready(timeout=60)
         return RunningCluster(local)

@@ -35,13 +35,18 @@ def test_up_detach_status_down_leaves_nothing_behind(tmp_path):
         pids = [p["pid"] for p in peers]
         assert all(psutil.pid_exists(pid) for pid in pids)
 
+        admin = {"Authorization": f"Bearer {document['adminToken']}"}
+        assert document["adminToken"] in up.stdout
+        assert os.stat(f"{data_dir}/cluster.json").st_mode & 0o777 == 0o600
         # A PUT to the second peer is visible in GET at all three.
         response = requests.put(peers[1]["url"] + "/registry-svc/instance", json={"url": "http://via-cli:1"},
-                                timeout=15)
+                                headers=admin, timeout=15)
         assert response.status_code == 201
         for peer in peers:
             wait_until(lambda: any(r["url"] == "http://via-cli:1" for r in requests.get(
-                peer["url"] + "/registry-svc/instances", timeout=5).json()["instances"]), 10, "replication")
+                peer["url"] + "/registry-svc/instances", headers=admin, timeout=5).json()["instances"]), 10,
+                "replication")
+            assert requests.get(peer["url"] + "/registry-svc/instances", timeout=5).status_code == 401
 
         status = registry("cluster", "status", "--data-dir", data_dir)
         assert status.returncode == 0, status.stderr
@@ -58,14 +63,18 @@ def test_up_detach_status_down_leaves_nothing_behind(tmp_path):
     assert "stopped 3 peer(s)" in down.stdout
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
 
-    # Up again on the same directory restarts the same cluster, data included.
+    # Up again on the same directory restarts the same cluster, data included; the old token
+    # still works (same secret), and `registry token create` mints one offline.
     restarted = registry("cluster", "up", "--detach", "--data-dir", data_dir)
     try:
         assert restarted.returncode == 0, restarted.stderr
-        response = requests.get(peers[2]["url"] + "/registry-svc/instances", timeout=5)
-        wait_until(lambda: any(r["url"] == "http://via-cli:1" for r in requests.get(
-            peers[2]["url"] + "/registry-svc/instances", timeout=5).json()["instances"]), 15, "data after restart")
-        assert response.status_code == 200
+        minted = registry("token", "create", "--slug", "ops", "--role", "admin", "--ttl", "1h",
+                          "--data-dir", data_dir)
+        assert minted.returncode == 0, minted.stderr
+        for token in (document["adminToken"], minted.stdout.strip()):
+            wait_until(lambda: any(r["url"] == "http://via-cli:1" for r in requests.get(
+                peers[2]["url"] + "/registry-svc/instances", headers={"Authorization": f"Bearer {token}"},
+                timeout=5).json()["instances"]), 15, "data after restart")
     finally:
         assert registry("cluster", "down", "--data-dir", data_dir).returncode == 0
 

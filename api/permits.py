@@ -1,0 +1,24 @@
+"""Serving permits (extension): admins list and replace who may do what, cluster-wide."""
+
+from flask import Blueprint
+
+from registry.permissions import PERMIT_EDIT, PERMIT_VIEW, validate_permits
+
+from .auth import current_caller, requires
+from .jsonio import read_json
+from .results import current_peer, read_answer, write_answer
+
+blueprint = Blueprint("permits", __name__)
+
+
+@blueprint.get("/registry-svc/permits")
+@requires(PERMIT_VIEW)
+def list_permits():
+    return read_answer(current_peer().permits(), lambda permits: {"permits": permits})
+
+
+@blueprint.put("/registry-svc/permits")
+@requires(PERMIT_EDIT)
+def set_permits():
+    permits = validate_permits(read_json(required=True))
+    return write_answer(current_peer().set_permits(permits, current_caller()), 200, {"permits": permits})
