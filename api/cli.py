@@ -72,11 +72,15 @@ def main():
 @click.option("--compact-after-entries", envvar="REGISTRY_COMPACT_AFTER_ENTRIES", type=click.IntRange(min=10),
               default=5000, show_default=True,
               help="Raft log entries kept before the state is dumped to disk and the log trimmed.")
+@click.option("--scan-interval", envvar="REGISTRY_SCAN_INTERVAL", type=click.FloatRange(min=0.1), default=15.0,
+              show_default=True, help="Seconds between this peer's instance scan cycles.")
+@click.option("--scan-timeout", envvar="REGISTRY_SCAN_TIMEOUT", type=click.FloatRange(min=0.05), default=3.0,
+              show_default=True, help="Seconds a TCP check may take before the instance counts as Unreachable.")
 @click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
-          compact_after_entries, log_level):
+          compact_after_entries, scan_interval, scan_timeout, log_level):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
     _setup_logging(log_level)
@@ -93,7 +97,8 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             data_dir=os.path.abspath(data_dir), cluster_secret=secret, node_id=node_id, region=region,
             availability_zone=availability_zone, heartbeat_seconds=heartbeat_seconds,
             write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
-            compact_after_entries=compact_after_entries,
+            compact_after_entries=compact_after_entries, scan_interval_seconds=scan_interval,
+            scan_timeout_seconds=scan_timeout,
         )
         run_peer(config)
     except ConfigurationError as error:

@@ -33,3 +33,12 @@ def list_instances():
 def remove_instance(instance_id):
     result = current_peer().remove_instance(instance_id, current_caller())
     return write_answer(result, 204, None)
+
+
+@blueprint.put("/registry-svc/instance/<instance_id>/heartbeat")
+@requires(INSTANCE_EDIT)
+def renew_instance(instance_id):
+    """Extension: the instance says it is alive (Consul TTL check, Eureka renewal)."""
+    fields = instances.validate_heartbeat(read_json(required=False))
+    result = current_peer().renewals.renew(instance_id, fields, current_caller())
+    return write_answer(result, 200, {})

@@ -18,8 +18,7 @@ blueprint = Blueprint("nodes", __name__)
 @blueprint.get("/registry-svc/node/self")
 @requires(NODE_VIEW)
 def self_node():
-    peer = current_peer()
-    read = peer.node(peer.url)
+    read = current_peer().self_node()
     if read[1] is None:
         raise unavailable("this peer's node record is not committed yet (no leader so far); retry shortly")
     return read_answer(read, lambda record: {"node": record})
@@ -29,7 +28,7 @@ def self_node():
 @requires(NODE_VIEW)
 def list_nodes():
     ids = nodes.validate_list_request(read_json(required=False))
-    return read_answer(current_peer().list_nodes(ids), lambda records: {"nodes": records})
+    return read_answer(current_peer().list_nodes_with_status(ids), lambda records: {"nodes": records})
 
 
 @blueprint.delete("/registry-svc/node/<path:node_url>")

@@ -25,6 +25,9 @@ class PeerConfig:
     http_threads: int = 16
     # Raft log entries kept before the state is written as a full dump and the log trimmed.
     compact_after_entries: int = 5000
+    scan_interval_seconds: float = 15.0
+    scan_timeout_seconds: float = 3.0
+    renewal_flush_seconds: float = 0.5
 
     @property
     def partners(self):

@@ -7,12 +7,14 @@ import time
 
 import orjson
 
-from registry import commands
+from registry import commands, health
 from registry.permissions import SYSTEM
 
 from . import identity
 from .config import PeerConfig, RaftTimings
+from .renewals import RenewalCoalescer
 from .replica import RegistryReplica
+from .scanner import InstanceScanner
 from .selfreport import SelfReport
 from .submit import GroupCommitter, WriteUnavailable
 
@@ -41,15 +43,22 @@ class Peer:
             node_id=self.node_id, url=self.url, region=config.region,
             availability_zone=config.availability_zone, data_dir=data_dir, gpu_probe=gpu_probe,
         )
+        self.scanner = InstanceScanner(self, interval=config.scan_interval_seconds,
+                                       timeout=config.scan_timeout_seconds)
+        self.renewals = RenewalCoalescer(self, flush_seconds=config.renewal_flush_seconds)
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="node-heartbeat", daemon=True)
 
     def start(self):
         self._heartbeat.start()
+        self.scanner.start()
+        self.renewals.start()
         return self
 
     def stop(self):
         self._stop.set()
+        self.scanner.stop()
+        self.renewals.stop()
         self.committer.stop()
         if self._heartbeat.is_alive():
             self._heartbeat.join(timeout=self.config.write_timeout_seconds + 1)
@@ -108,8 +117,21 @@ class Peer:
     def list_nodes(self, ids=None):
         return self.replica.read(lambda state: state.list_nodes(ids))
 
+    def list_nodes_with_status(self, ids=None):
+        """Node records with `status`: Stale once three heartbeat periods pass without a report."""
+        index, records = self.list_nodes(ids)
+        now = time.time_ns()
+        period = self.config.heartbeat_seconds
+        return index, [dict(r, status=health.node_status(r, now, period)) for r in records]
+
     def node(self, url):
         return self.replica.read(lambda state: state.nodes.get(url))
+
+    def self_node(self):
+        index, record = self.node(self.url)
+        if record is not None:
+            record = dict(record, status=health.node_status(record, time.time_ns(), self.config.heartbeat_seconds))
+        return index, record
 
     def last_contact_ms(self):
         known = self.replica.last_contact_ms()
@@ -134,6 +156,7 @@ class Peer:
             "commitIndex": replica.raftCommitIndex,
             "appliedIndex": replica.raftLastApplied,
             "stateDigest": replica.state_digest(),
+            "lastScan": self.scanner.last_cycle.as_json() if self.scanner.last_cycle else None,
         }
         peers = [self_entry]
         for node in sorted(replica.otherNodes, key=lambda n: n.id):

@@ -15,6 +15,8 @@ REMOVE_INSTANCE = "instance.remove"
 REPORT_NODE = "node.report"
 REMOVE_NODE = "node.remove"
 SET_PERMITS = "permits.set"
+SCAN_RESULTS = "instance.scan"
+RENEW_INSTANCES = "instance.renew"
 
 
 def register_instance(fields, generated_id, now_ns, caller=SYSTEM):
@@ -36,3 +38,14 @@ def remove_node(url, caller=SYSTEM):
 
 def set_permits(permits, caller=SYSTEM):
     return {"type": SET_PERMITS, "v": VERSION, "permits": permits, "caller": caller}
+
+
+def scan_results(updates, removals, now_ns):
+    """updates: [{"id", "status"?, "at"?}] (changed statuses, successful check times in ns)."""
+    return {"type": SCAN_RESULTS, "v": VERSION, "updates": updates, "remove": removals, "now": now_ns,
+            "caller": SYSTEM}
+
+
+def renew_instances(renewals):
+    """renewals: [{"id", "status"?, "details"?, "at": ns, "caller"}], coalesced into one command."""
+    return {"type": RENEW_INSTANCES, "v": VERSION, "renewals": renewals}

@@ -10,6 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 from . import fields as f
+from .durations import parse_seconds
 from .errors import CONFLICT, FORBIDDEN, NOT_FOUND, ValidationError, failure, ok
 from .permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW, SYSTEM, grants, missing
 from .timestamps import format_ns
@@ -18,10 +19,11 @@ STATUSES = ("Unknown", "Healthy", "Degraded", "Unreachable", "Error")
 DEFAULT_STATUS = "Unknown"
 
 ADDRESS_FIELDS = ("url", "scheme", "host", "ip", "port", "path")
-MERGED_FIELDS = ("slug", "status", "details", "tags", "nodeUrl", "deploymentId")
+MERGED_FIELDS = ("slug", "status", "details", "tags", "nodeUrl", "deploymentId", "ttl", "deregisterAfter")
 REQUEST_FIELDS = ("id",) + ADDRESS_FIELDS + MERGED_FIELDS
 # Field order of a record as listed, for humans reading raw JSON.
-RECORD_ORDER = REQUEST_FIELDS + ("lastHeartbeat",)
+RECORD_ORDER = REQUEST_FIELDS + ("lastHeartbeat", "unreachableSince")
+HEARTBEAT_FIELDS = ("status", "details")
 
 # Single-valued exact-match filters of GET /registry-svc/instances; `tag` may repeat.
 SINGLE_FILTERS = ("id", "slug", "host", "ip", "scheme", "path", "deploymentId", "nodeUrl", "status")
@@ -59,6 +61,29 @@ def validate_registration(body):
     tags = f.string_list(body, "tags", max_items=64, max_length=256)
     if tags is not None:
         out["tags"] = tags
+    for name in ("ttl", "deregisterAfter"):  # extensions: "30s", "5m"
+        value = f.string(body, name, max_length=32)
+        if value is not None:
+            seconds = parse_seconds(value, f"field '{name}'")
+            if seconds < 1 or seconds > 366 * 86400:
+                raise ValidationError(f"field '{name}' must be between 1s and 366d, got {value!r}")
+            out[name] = value
+    return out
+
+
+def validate_heartbeat(body):
+    """The optional body of PUT /registry-svc/instance/{id}/heartbeat: status and details."""
+    if body is None:
+        return {}
+    f.require_object(body)
+    f.reject_unknown(body, HEARTBEAT_FIELDS)
+    out = {}
+    status = f.string(body, "status", max_length=32)
+    if status is not None:
+        out["status"] = validate_status(status)
+    details = f.string(body, "details", max_length=16384, multiline=True, allow_empty=True)
+    if details is not None:
+        out["details"] = details
     return out
 
 
@@ -249,6 +274,8 @@ def apply_register(state, command):
     elif who is not SYSTEM and "slug" not in fields:
         record["slug"] = who["slug"]
     record.update(fields)
+    if record["status"] != "Unreachable":
+        record.pop("unreachableSince", None)
     record["lastHeartbeat"] = format_ns(command["now"])
     # Records are replaced, never changed in place: readers and snapshots hold old ones safely.
     state.instances[instance_id] = {k: record[k] for k in RECORD_ORDER if k in record}
@@ -266,6 +293,5 @@ def apply_remove(state, command):
         return failure(NOT_FOUND, "Service Not Found")
     if not granted[INSTANCE_DELETE] and record.get("slug") != who["slug"]:
         return _owner_refusal(record, who)
-    del state.instances[record["id"]]
-    state.instance_by_url.pop(record["url"], None)
+    state.drop_instance(record)
     return ok(id=record["id"])

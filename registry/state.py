@@ -9,7 +9,7 @@ bad command becomes an error result instead.
 import hashlib
 import json
 
-from . import commands, instances, nodes, permissions
+from . import commands, health, instances, nodes, permissions
 from .errors import INVALID, failure
 
 SNAPSHOT_FORMAT = 1
@@ -20,6 +20,8 @@ _HANDLERS = {
     commands.REPORT_NODE: nodes.apply_report,
     commands.REMOVE_NODE: nodes.apply_remove,
     commands.SET_PERMITS: permissions.apply_set,
+    commands.SCAN_RESULTS: health.apply_scan,
+    commands.RENEW_INSTANCES: health.apply_renewals,
 }
 
 
@@ -43,6 +45,14 @@ class RegistryState:
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             # Handlers check before they change anything, so a malformed command changes nothing.
             return failure(INVALID, f"malformed {command['type']} command: {error!r}")
+
+    def replace_instance(self, record):
+        """Store a new version of an existing instance's record (its url unchanged)."""
+        self.instances[record["id"]] = {k: record[k] for k in instances.RECORD_ORDER if k in record}
+
+    def drop_instance(self, record):
+        del self.instances[record["id"]]
+        self.instance_by_url.pop(record["url"], None)
 
     def list_instances(self, filters, who=permissions.SYSTEM):
         """The instances matching `filters` that `who` may see (callers without view-all: their own)."""

@@ -18,6 +18,7 @@ def peer(tmp_path_factory):
         http_address=f"127.0.0.1:{free_port()}",
         data_dir=str(tmp_path_factory.mktemp("peer")),
         heartbeat_seconds=3600,
+        scan_interval_seconds=3600,
         max_body_bytes=MAX_BODY,
     )
     peer = Peer(config).start()

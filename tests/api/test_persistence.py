@@ -10,7 +10,8 @@ from tests.waiting import wait_until
 
 
 def start_peer(data_dir, raft_port):
-    config = PeerConfig(raft_address=f"127.0.0.1:{raft_port}", data_dir=str(data_dir), heartbeat_seconds=3600)
+    config = PeerConfig(raft_address=f"127.0.0.1:{raft_port}", data_dir=str(data_dir), heartbeat_seconds=3600,
+                        scan_interval_seconds=3600)
     peer = Peer(config).start()
     wait_until(lambda: peer.replica.leader_address is not None, 30, "the single peer to lead")
     return peer

@@ -6,7 +6,8 @@ from cluster.local import LocalCluster, LocalPeer, tail
 from tests.ports import free_port
 from tests.waiting import wait_until
 
-SERVE_ARGS = ("--heartbeat", "1", "--write-timeout", "5")
+# Scans are off (hourly) unless a test asks for them: fake hosts would turn Unreachable mid-test.
+SERVE_ARGS = ("--heartbeat", "1", "--write-timeout", "5", "--scan-interval", "3600")
 
 
 def make_cluster(directory, count=3, serve_args=SERVE_ARGS):
