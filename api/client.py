@@ -126,6 +126,13 @@ class RegistryClient:
         """DELETE /registry-svc/instance/{id}: ApiError 404 when there is no such instance."""
         self.request("DELETE", "/registry-svc/instance/" + quote(instance_id, safe=""))
 
+    def renew_instance(self, instance_id, status=None, details=None):
+        """PUT /registry-svc/instance/{id}/heartbeat (extension): the instance says it is alive;
+        the server takes the status as Healthy unless one is given."""
+        body = {name: value for name, value in (("status", status), ("details", details)) if value is not None}
+        return self.request("PUT", f"/registry-svc/instance/{quote(instance_id, safe='')}/heartbeat",
+                            body=body or None)
+
     # -- nodes --------------------------------------------------------------------------------
 
     def self_node(self):
@@ -181,7 +188,7 @@ def describe_unanswered(error, timeout):
         return f"no answer within {timeout[1]:g}s"
     cause = _root_os_error(error)
     if cause is not None and cause.strerror:
-        return cause.strerror.lower()
+        return cause.strerror[:1].lower() + cause.strerror[1:]
     return "connection failed"
 
 

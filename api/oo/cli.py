@@ -52,8 +52,8 @@ class AliasedGroup(click.Group):
 
     def resolve_command(self, ctx, args):
         # Usage lines and error hints name the command, not the alias that was typed.
-        _, command, rest = super().resolve_command(ctx, args)
-        return command.name, command, rest
+        name, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else name), command, rest
 
     def format_commands(self, ctx, formatter):
         rows = []

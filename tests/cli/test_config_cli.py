@@ -3,6 +3,8 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -158,3 +160,12 @@ def test_a_broken_config_file_says_how_to_recover(oo, isolated_config):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"oo: cannot read {isolated_config / 'config.json'}: ")
     assert result.stderr.rstrip().endswith("fix the file or delete it and add environments again")
+
+
+def test_the_client_and_cli_import_neither_registry_nor_cluster():
+    # The architecture rule: a program that talks to the registry needs only HTTP.
+    probe = ("import sys, api.oo, api.client; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'registry', 'cluster', 'flask', 'pysyncobj'}))")
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "[]"

@@ -9,7 +9,7 @@ import pytest
 
 from api import tokens
 from api.client import ApiError, NoPeerAnswered, RegistryClient
-from tests.cluster.conftest import RunningCluster, make_cluster
+from tests.cluster.conftest import SERVE_ARGS, RunningCluster, make_cluster
 from tests.ports import free_port
 from tests.waiting import wait_until
 
@@ -21,7 +21,8 @@ TABLE_HEADER = ["INSTANCE", "ID", "URL", "STATUS", "OWNER", "SLUG", "LAST", "HEA
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    local = make_cluster(tmp_path_factory.mktemp("oo-cluster"))
+    # The health scanner would turn the made-up instance URLs Unreachable mid-test; keep it idle.
+    local = make_cluster(tmp_path_factory.mktemp("oo-cluster"), serve_args=SERVE_ARGS + ("--scan-interval", "600"))
     try:
         local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
         local.start()
@@ -275,6 +276,10 @@ def test_the_client_covers_every_endpoint(cluster, peer_urls, dead_url):
     (record,) = client.list_instances(slug="client")
     assert record["id"] == "inst_client"
     assert client.list_instances(slug="client", tags=["absent"]) == []
+    assert client.renew_instance("inst_client", status="Degraded", details="slow disk") == {}
+    assert client.list_instances(id="inst_client")[0]["status"] == "Degraded"
+    assert client.renew_instance("inst_client") == {}
+    assert client.list_instances(id="inst_client")[0]["status"] == "Healthy"
     client.remove_instance("inst_client")
     with pytest.raises(ApiError) as caught:
         client.remove_instance("inst_client")
