@@ -91,6 +91,7 @@ class Peer:
 
     def _heartbeat_loop(self):
         reported = False
+        next_report = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.report_self()
@@ -101,8 +102,10 @@ class Peer:
                 log.info("node heartbeat not committed: %s", error.message)
             except Exception:
                 log.exception("node heartbeat failed")
-            pause = self.config.heartbeat_seconds if reported else FIRST_REPORT_RETRY_SECONDS
-            self._stop.wait(pause)
+            # Fixed rate once reported, so a heartbeat period is a period whatever a commit took.
+            next_report = (max(next_report + self.config.heartbeat_seconds, time.monotonic()) if reported
+                           else time.monotonic() + FIRST_REPORT_RETRY_SECONDS)
+            self._stop.wait(max(0.0, next_report - time.monotonic()))
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 class CycleReport:
     started_ns: int = 0
     duration_ms: float = 0.0
+    check_ms: float = 0.0
+    commit_ms: float = 0.0
     live_peers: int = 0
     scanned: int = 0
     unreachable: int = 0
@@ -69,7 +71,10 @@ class InstanceScanner:
         loop = asyncio.new_event_loop()
         loop.set_default_executor(resolver)
         try:
-            while not self._stop.wait(self.interval):
+            # Fixed rate: a cycle starts every interval, however long the previous one took.
+            next_start = time.monotonic() + self.interval
+            while not self._stop.wait(max(0.0, next_start - time.monotonic())):
+                next_start += self.interval
                 if self.peer.replica.leader_address is None:
                     continue  # nothing this cycle could commit
                 try:
@@ -77,6 +82,10 @@ class InstanceScanner:
                     self.cycles += 1
                 except Exception:
                     log.exception("instance scan cycle failed")
+                if time.monotonic() > next_start:
+                    log.warning("a scan cycle took longer than the %gs interval; starting the next at once",
+                                self.interval)
+                    next_start = time.monotonic()
         finally:
             loop.close()
             resolver.shutdown(wait=False, cancel_futures=True)
@@ -103,22 +112,21 @@ class InstanceScanner:
 
         probed = [r for r in mine if "ttl" not in r and r.get("port") and (r.get("ip") or r.get("host"))]
         gate = asyncio.Semaphore(self.concurrency)
+        checks_started = time.monotonic()
         timings = await asyncio.gather(*(self._connect(r, gate) for r in probed))
+        report.check_ms = (time.monotonic() - checks_started) * 1000
         checked_at = time.time_ns()
 
-        updates, unreachable_records = [], []
+        updates, seen, unreachable_records = [], [], []
         for record, seconds in zip(probed, timings):
             status = health.status_of_connect(seconds)
             # A registrant's own "Error" stands while its port answers: TCP cannot see past it.
             if record.get("status") == health.ERROR and status != health.UNREACHABLE:
                 status = health.ERROR
-            update = {"id": record["id"]}
             if status != record.get("status"):
-                update["status"] = status
+                updates.append({"id": record["id"], "status": status})
             if seconds is not None:
-                update["at"] = checked_at
-            if len(update) > 1:
-                updates.append(update)
+                seen.append(record["id"])
             if status == health.UNREACHABLE:
                 unreachable_records.append(record)
         for record in mine:
@@ -139,11 +147,13 @@ class InstanceScanner:
             report.removals_held_back = len(due)
             due = []
 
-        if updates or due:
-            command = commands.scan_results(updates, due, now)
+        if updates or seen or due:
+            command = commands.scan_results(updates, seen, checked_at, due, now)
             report.command_bytes = len(orjson.dumps(command))
+            commit_started = time.monotonic()
             try:
                 result = await asyncio.get_running_loop().run_in_executor(None, self.peer.submit, command)
+                report.commit_ms = (time.monotonic() - commit_started) * 1000
                 report.removed = len(result.get("removed", ()))
                 report.committed = True
             except WriteUnavailable as error:

@@ -40,10 +40,14 @@ def set_permits(permits, caller=SYSTEM):
     return {"type": SET_PERMITS, "v": VERSION, "permits": permits, "caller": caller}
 
 
-def scan_results(updates, removals, now_ns):
-    """updates: [{"id", "status"?, "at"?}] (changed statuses, successful check times in ns)."""
-    return {"type": SCAN_RESULTS, "v": VERSION, "updates": updates, "remove": removals, "now": now_ns,
-            "caller": SYSTEM}
+def scan_results(updates, seen, seen_at_ns, removals, now_ns):
+    """One scan cycle of one peer.
+
+    updates: [{"id", "status"}] for changed statuses only; seen: ids whose check succeeded at
+    seen_at_ns (grouped: one time for the cycle's checks keeps the command small); removals:
+    ids due for deregistration."""
+    return {"type": SCAN_RESULTS, "v": VERSION, "updates": updates, "seen": seen, "seenAt": seen_at_ns,
+            "remove": removals, "now": now_ns, "caller": SYSTEM}
 
 
 def renew_instances(renewals):

@@ -85,13 +85,12 @@ def apply_scan(state, command):
     now = command["now"]
     for update in command["updates"]:
         record = state.instances.get(update["id"])
-        if record is None:
-            continue  # removed since the scan read it
-        if "status" in update:
-            record = _with_status(record, update["status"], now)
-        if "at" in update:
-            record = _with_heartbeat(record, update["at"])
-        state.replace_instance(record)
+        if record is not None:  # else removed since the scan read it
+            state.replace_instance(_with_status(record, update["status"], now))
+    for instance_id in command["seen"]:
+        record = state.instances.get(instance_id)
+        if record is not None:
+            state.replace_instance(_with_heartbeat(record, command["seenAt"]))
     removed = []
     for instance_id in command["remove"]:
         record = state.instances.get(instance_id)

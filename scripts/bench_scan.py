@@ -139,35 +139,36 @@ def observe(http, peers, args):
 
 def report(samples, registered, args):
     rows = []
-    first, last = None, None
     for url, cycles in samples.items():
+        # The first cycle seen may predate the last registrations: leave it out.
         ordered = [cycles[k] for k in sorted(cycles)][1:]
-        if not ordered:
+        if len(ordered) < 2:
             continue
+        span = len(ordered) - 1
+        growth = (ordered[-1][1] - ordered[0][1]) / span  # Raft entries per cycle, whole cluster
+        heartbeats = 3 * args.interval / args.heartbeat
         rows.append({
             "peer": url,
             "cycles": len(ordered),
             "scannedPerCycle": statistics.median(c[0]["scanned"] for c in ordered),
             "cycleMsMedian": statistics.median(c[0]["durationMs"] for c in ordered),
             "cycleMsMax": max(c[0]["durationMs"] for c in ordered),
+            "checkMsMedian": statistics.median(c[0]["checkMs"] for c in ordered),
+            "commitMsMedian": statistics.median(c[0]["commitMs"] for c in ordered),
             "commandBytesMedian": statistics.median(c[0]["commandBytes"] for c in ordered),
             "unreachable": ordered[-1][0]["unreachable"],
+            # Spread over the three peers, node heartbeats taken out.
+            "entriesPerPeerPerCycle": (growth - heartbeats) / 3,
         })
-        indexes = [c[1] for c in ordered]
-        first = indexes[0] if first is None else min(first, indexes[0])
-        last = indexes[-1] if last is None else max(last, indexes[-1])
-    span_cycles = max(r["cycles"] for r in rows) - 1 if rows else 0
-    heartbeats = 3 * span_cycles * args.interval / args.heartbeat
-    entries_per_peer_cycle = ((last - first) - heartbeats) / (3 * span_cycles) if span_cycles > 0 else None
     print(f"\n{registered} instances, {args.ports} listening ports, {args.interval:g} s cycles, 3 peers\n")
-    print("| peer | cycles | scanned / cycle | cycle time median / max | scan command bytes | unreachable |")
-    print("|---|---|---|---|---|---|")
+    print("| peer | cycles | scanned / cycle | cycle median / max | checks | commit | command bytes "
+          "| unreachable | Raft entries / peer / cycle |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['peer']} | {r['cycles']} | {r['scannedPerCycle']:.0f} | {r['cycleMsMedian']:.0f} / "
-              f"{r['cycleMsMax']:.0f} ms | {r['commandBytesMedian']:.0f} | {r['unreachable']} |")
-    if entries_per_peer_cycle is not None:
-        print(f"\nRaft entries per peer per cycle, node heartbeats excluded: {entries_per_peer_cycle:.2f}")
-    print(json.dumps({"rows": rows, "entriesPerPeerPerCycle": entries_per_peer_cycle}))
+              f"{r['cycleMsMax']:.0f} ms | {r['checkMsMedian']:.0f} ms | {r['commitMsMedian']:.0f} ms | "
+              f"{r['commandBytesMedian']:.0f} | {r['unreachable']} | {r['entriesPerPeerPerCycle']:.2f} |")
+    print(json.dumps({"rows": rows}))
 
 
 if __name__ == "__main__":

@@ -71,33 +71,33 @@ def test_node_status_turns_stale_after_three_periods():
 
 def test_scan_results_change_statuses_and_heartbeats_only_forward():
     state = state_with({"url": "http://a:1"}, {"url": "http://b:1", "deregisterAfter": "1m"})
-    scan = commands.scan_results([{"id": "inst_0", "status": "Healthy", "at": T0 + 5 * S},
-                                  {"id": "inst_1", "status": "Unreachable"},
-                                  {"id": "inst_gone", "status": "Healthy"}], [], T0 + 6 * S)
+    scan = commands.scan_results([{"id": "inst_0", "status": "Healthy"}, {"id": "inst_1", "status": "Unreachable"},
+                                  {"id": "inst_gone", "status": "Healthy"}], ["inst_0", "inst_gone"], T0 + 5 * S,
+                                 [], T0 + 6 * S)
     assert state.apply(scan, 10)["code"] == "ok"
     a, b = state.list_instances({})
     assert a["status"] == "Healthy" and a["lastHeartbeat"] == format_ns(T0 + 5 * S)
     assert b["status"] == "Unreachable" and b["unreachableSince"] == format_ns(T0 + 6 * S)
     # Still unreachable next cycle: the first time it went down is kept; an older time is ignored.
-    state.apply(commands.scan_results([{"id": "inst_1", "status": "Unreachable"},
-                                       {"id": "inst_0", "at": T0 + 1 * S}], [], T0 + 20 * S), 11)
+    state.apply(commands.scan_results([{"id": "inst_1", "status": "Unreachable"}], ["inst_0"], T0 + 1 * S, [],
+                                      T0 + 20 * S), 11)
     a, b = state.list_instances({})
     assert b["unreachableSince"] == format_ns(T0 + 6 * S) and a["lastHeartbeat"] == format_ns(T0 + 5 * S)
     # A removal applies only to what is still Unreachable.
-    result = state.apply(commands.scan_results([], ["inst_0", "inst_1"], T0 + 90 * S), 12)
+    result = state.apply(commands.scan_results([], [], T0, ["inst_0", "inst_1"], T0 + 90 * S), 12)
     assert result["removed"] == ["inst_1"] and [r["id"] for r in state.list_instances({})] == ["inst_0"]
     assert "http://b:1" not in state.instance_by_url
 
 
 def test_scan_results_from_a_user_are_refused():
     state = state_with({"url": "http://a:1"})
-    forged = dict(commands.scan_results([], ["inst_0"], T0), caller=A)
+    forged = dict(commands.scan_results([], [], T0, ["inst_0"], T0), caller=A)
     assert state.apply(forged, 5)["code"] == "forbidden"
 
 
 def test_renewals_check_ownership_and_bring_an_instance_back():
     state = state_with({"url": "http://a:1", "ttl": "10s"})
-    state.apply(commands.scan_results([{"id": "inst_0", "status": "Unreachable"}], [], T0 + 20 * S), 5)
+    state.apply(commands.scan_results([{"id": "inst_0", "status": "Unreachable"}], [], T0, [], T0 + 20 * S), 5)
     renewals = [
         {"id": "inst_0", "at": T0 + 21 * S, "caller": B},
         {"id": "inst_missing", "at": T0 + 21 * S, "caller": A},

@@ -30,10 +30,10 @@ command_strategy = st.one_of(
     st.builds(lambda i, u, now: commands.report_node({"id": i, "url": u}, now),
               st.sampled_from(["n1", "n2"]), st.sampled_from(["http://p:1", "http://p:2"]), st.integers(0, 2**62)),
     st.builds(commands.remove_node, st.sampled_from(["http://p:1", "http://p:2"])),
-    st.builds(lambda updates, removals, now: commands.scan_results(updates, removals, now),
-              st.lists(st.fixed_dictionaries({"id": st.sampled_from(["i1", "i2", "inst_0"])},
-                                             optional={"status": statuses, "at": st.integers(0, 2**62)}),
+    st.builds(lambda updates, seen, removals, now: commands.scan_results(updates, seen, now, removals, now),
+              st.lists(st.fixed_dictionaries({"id": st.sampled_from(["i1", "i2", "inst_0"]), "status": statuses}),
                        max_size=4),
+              st.lists(st.sampled_from(["i1", "i2", "inst_0"]), max_size=3),
               st.lists(st.sampled_from(["i1", "i2", "inst_0"]), max_size=2), st.integers(0, 2**62)),
     st.builds(lambda ids, now: commands.renew_instances(
         [{"id": i, "at": now, "caller": {"slug": "s", "roles": ["user"]}} for i in ids]),
