@@ -2,7 +2,7 @@
 
 from flask import Flask, g
 
-from . import auth, instances, nodes, operations, permits
+from . import auth, consistency, instances, nodes, operations, permits
 from .errors import register_error_handlers
 from .tokens import signing_key
 
@@ -18,6 +18,7 @@ def create_app(peer):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     auth.install(app, signing_key(peer.cluster_secret))
+    consistency.install(app, peer.config.max_blocking_reads)
 
     @app.after_request
     def registry_headers(response):

@@ -69,6 +69,8 @@ def main():
               default=1024 * 1024, show_default=True)
 @click.option("--http-threads", envvar="REGISTRY_HTTP_THREADS", type=click.IntRange(min=1), default=16,
               show_default=True)
+@click.option("--max-blocking-reads", envvar="REGISTRY_MAX_BLOCKING_READS", type=click.IntRange(min=1), default=256,
+              show_default=True, help="Blocking reads (?index=&wait=) this peer holds at once, each on its own thread.")
 @click.option("--compact-after-entries", envvar="REGISTRY_COMPACT_AFTER_ENTRIES", type=click.IntRange(min=10),
               default=5000, show_default=True,
               help="Raft log entries kept before the state is dumped to disk and the log trimmed.")
@@ -80,7 +82,7 @@ def main():
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
-          compact_after_entries, scan_interval, scan_timeout, log_level):
+          max_blocking_reads, compact_after_entries, scan_interval, scan_timeout, log_level):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
     _setup_logging(log_level)
@@ -97,6 +99,7 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             data_dir=os.path.abspath(data_dir), cluster_secret=secret, node_id=node_id, region=region,
             availability_zone=availability_zone, heartbeat_seconds=heartbeat_seconds,
             write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
+            max_blocking_reads=max_blocking_reads,
             compact_after_entries=compact_after_entries, scan_interval_seconds=scan_interval,
             scan_timeout_seconds=scan_timeout,
         )

@@ -1,11 +1,14 @@
 """Serving instances: PUT /registry-svc/instance, GET /registry-svc/instances, DELETE one."""
 
-from flask import Blueprint, request
+from flask import Blueprint, g
 
 from registry import instances
 from registry.permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW
 
+from registry.commands import INSTANCES
+
 from .auth import current_caller, requires
+from .consistency import reads
 from .jsonio import read_json
 from .results import current_peer, read_answer, write_answer
 
@@ -22,8 +25,9 @@ def register_instance():
 
 @blueprint.get("/registry-svc/instances")
 @requires(INSTANCE_VIEW)
+@reads(INSTANCES)
 def list_instances():
-    filters = instances.validate_filters(request.args.items(multi=True))
+    filters = instances.validate_filters(g.query_pairs)
     listing = current_peer().list_instances(filters, current_caller())
     return read_answer(listing, lambda records: {"instances": records})
 

@@ -2,13 +2,15 @@
 
 from urllib.parse import unquote
 
-from flask import Blueprint, request
+from flask import Blueprint, g
 
 from registry import nodes
+from registry.commands import NODES
 from registry.permissions import NODE_DELETE, NODE_VIEW
 
 from .auth import current_caller, requires
-from .errors import unavailable
+from .consistency import reads
+from .errors import ApiError, unavailable
 from .jsonio import read_json
 from .results import current_peer, read_answer, write_answer
 
@@ -17,7 +19,9 @@ blueprint = Blueprint("nodes", __name__)
 
 @blueprint.get("/registry-svc/node/self")
 @requires(NODE_VIEW)
+@reads(NODES)
 def self_node():
+    _no_other_parameters()
     read = current_peer().self_node()
     if read[1] is None:
         raise unavailable("this peer's node record is not committed yet (no leader so far); retry shortly")
@@ -26,7 +30,9 @@ def self_node():
 
 @blueprint.post("/registry-svc/nodes")
 @requires(NODE_VIEW)
+@reads(NODES)
 def list_nodes():
+    _no_other_parameters()
     ids = nodes.validate_list_request(read_json(required=False))
     return read_answer(current_peer().list_nodes_with_status(ids), lambda records: {"nodes": records})
 
@@ -41,3 +47,9 @@ def remove_node(node_url):
     if peer.node(url)[1] is None and peer.node(url.rstrip("/"))[1] is not None:
         url = url.rstrip("/")
     return write_answer(peer.remove_node(url, current_caller()), 204, None)
+
+
+def _no_other_parameters():
+    if g.query_pairs:
+        names = ", ".join(sorted({name for name, _ in g.query_pairs}))
+        raise ApiError(400, f"unknown query parameter(s) {names}; node reads take consistent, max_stale, index, wait")

@@ -2,9 +2,11 @@
 
 from flask import Blueprint
 
+from registry.commands import PERMITS
 from registry.permissions import PERMIT_EDIT, PERMIT_VIEW, validate_permits
 
 from .auth import current_caller, requires
+from .consistency import reads
 from .jsonio import read_json
 from .results import current_peer, read_answer, write_answer
 
@@ -13,6 +15,7 @@ blueprint = Blueprint("permits", __name__)
 
 @blueprint.get("/registry-svc/permits")
 @requires(PERMIT_VIEW)
+@reads(PERMITS)
 def list_permits():
     return read_answer(current_peer().permits(), lambda permits: {"permits": permits})
 

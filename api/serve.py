@@ -22,7 +22,8 @@ def serve(config, timings=None):
     peer = Peer(config) if timings is None else Peer(config, timings)
     app = create_app(peer)
     server = create_server(
-        app, host=host, port=port, threads=config.http_threads, ident="registry",
+        # Blocking reads sleep in threads of their own, so they never starve other requests.
+        app, host=host, port=port, threads=config.http_threads + config.max_blocking_reads, ident="registry",
         max_request_body_size=config.max_body_bytes + WAITRESS_BODY_SLACK_BYTES,
     )
 

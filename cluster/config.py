@@ -23,6 +23,8 @@ class PeerConfig:
     write_timeout_seconds: float = 5.0
     max_body_bytes: int = 1024 * 1024
     http_threads: int = 16
+    # Blocking reads each hold an HTTP thread while they wait; this many get threads of their own.
+    max_blocking_reads: int = 256
     # Raft log entries kept before the state is written as a full dump and the log trimmed.
     compact_after_entries: int = 5000
     scan_interval_seconds: float = 15.0

@@ -112,13 +112,18 @@ class Peer:
     # Each read returns (index, data): the Raft index of the last command the data reflects.
 
     def list_instances(self, filters, who=SYSTEM):
-        return self.replica.read(lambda state: state.list_instances(filters, who))
+        return self.replica.read(lambda state: state.list_instances(filters, who), commands.INSTANCES)
 
     def permits(self):
-        return self.replica.read(lambda state: [dict(p) for p in state.permits])
+        return self.replica.read(lambda state: [dict(p) for p in state.permits], commands.PERMITS)
+
+    def read_barrier(self):
+        """Return once this replica holds every write committed before the call (linearizable
+        reads): a no-op through the Raft log, so a leader cut off from the majority cannot pass."""
+        self.submit(commands.read_barrier())
 
     def list_nodes(self, ids=None):
-        return self.replica.read(lambda state: state.list_nodes(ids))
+        return self.replica.read(lambda state: state.list_nodes(ids), commands.NODES)
 
     def list_nodes_with_status(self, ids=None):
         """Node records with `status`: Stale once three heartbeat periods pass without a report."""
@@ -128,7 +133,7 @@ class Peer:
         return index, [dict(r, status=health.node_status(r, now, period)) for r in records]
 
     def node(self, url):
-        return self.replica.read(lambda state: state.nodes.get(url))
+        return self.replica.read(lambda state: state.nodes.get(url), commands.NODES)
 
     def self_node(self):
         index, record = self.node(self.url)

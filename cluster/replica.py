@@ -71,6 +71,8 @@ class RegistryReplica(SyncObj):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
         self._registry = RegistryState()
         self._lock = threading.Lock()
+        # One condition per kind of data: a blocking read wakes only when its kind changes.
+        self._changed = {kind: threading.Condition() for kind in self._registry.kind_index}
         self._digest_cache = None
         self._user_state_callback = on_state_changed
         self._dump_path = os.path.join(data_dir, "raft.dump")
@@ -106,19 +108,33 @@ class RegistryReplica(SyncObj):
         # the entry being applied now sits at raftLastApplied + 1 on every peer alike.
         index = self.raftLastApplied + 1
         with self._lock:
+            before = dict(self._registry.kind_index)
             results = [self._registry.apply(command, index) for command in commands]
+            changed = [kind for kind, at in self._registry.kind_index.items() if at != before[kind]]
             self._digest_cache = None
+        for kind in changed:
+            with self._changed[kind]:
+                self._changed[kind].notify_all()
         for result in results:
             result["index"] = index
         return results
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def read(self, query):
+    def read(self, query, kind=None):
         """(index, query(state)), both taken under the state lock, so the index is exactly the
-        version of the data returned; query must return data it will not mutate later."""
+        version of the data returned: the last change to `kind` of data, or to anything when
+        kind is None. query must return data it will not mutate later."""
         with self._lock:
-            return self._registry.index, query(self._registry)
+            index = self._registry.index if kind is None else self._registry.kind_index[kind]
+            return index, query(self._registry)
+
+    def wait_for_change(self, kind, after_index, timeout):
+        """Block (without polling) until `kind` of data changed at a Raft index above
+        after_index, or timeout passed; True if it did."""
+        condition = self._changed[kind]
+        with condition:
+            return condition.wait_for(lambda: self._registry.kind_index[kind] > after_index, timeout)
 
     @property
     def state_index(self):
@@ -233,6 +249,9 @@ class RegistryReplica(SyncObj):
         with self._lock:
             self._registry = state
             self._digest_cache = None
+        for condition in self._changed.values():
+            with condition:
+                condition.notify_all()
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
         return _decode_entry(raft["lastEntry"]), _decode_entry(raft["previousEntry"]), list(raft["cluster"])

@@ -17,6 +17,14 @@ REMOVE_NODE = "node.remove"
 SET_PERMITS = "permits.set"
 SCAN_RESULTS = "instance.scan"
 RENEW_INSTANCES = "instance.renew"
+READ_BARRIER = "read.barrier"
+
+# What kind of data each command changes, for per-kind indexes (blocking reads wait on them).
+INSTANCES, NODES, PERMITS = "instances", "nodes", "permits"
+KIND_OF = {
+    REGISTER_INSTANCE: INSTANCES, REMOVE_INSTANCE: INSTANCES, SCAN_RESULTS: INSTANCES, RENEW_INSTANCES: INSTANCES,
+    REPORT_NODE: NODES, REMOVE_NODE: NODES, SET_PERMITS: PERMITS,
+}
 
 
 def register_instance(fields, generated_id, now_ns, caller=SYSTEM):
@@ -53,3 +61,9 @@ def scan_results(updates, seen, seen_at_ns, removals, now_ns):
 def renew_instances(renewals):
     """renewals: [{"id", "status"?, "details"?, "at": ns, "caller"}], coalesced into one command."""
     return {"type": RENEW_INSTANCES, "v": VERSION, "renewals": renewals}
+
+
+def read_barrier():
+    """Changes nothing: once it is applied here, this replica holds every write committed
+    before it was proposed (a linearizable read's proof of currency)."""
+    return {"type": READ_BARRIER, "v": VERSION}

@@ -10,7 +10,7 @@ import hashlib
 import json
 
 from . import commands, health, instances, nodes, permissions
-from .errors import INVALID, failure
+from .errors import INVALID, OK, failure, ok
 
 SNAPSHOT_FORMAT = 1
 
@@ -32,8 +32,12 @@ class RegistryState:
         self.nodes = {}  # url -> record
         self.permits = permissions.default_permits()
         self.index = 0  # Raft index of the last command applied
+        # Raft index of the last command that changed each kind of data.
+        self.kind_index = {commands.INSTANCES: 0, commands.NODES: 0, commands.PERMITS: 0}
 
     def apply(self, command, index):
+        if isinstance(command, dict) and command.get("type") == commands.READ_BARRIER:
+            return ok()  # changes nothing, not even the index
         self.index = index
         if not isinstance(command, dict):
             return failure(INVALID, "a command must be an object")
@@ -41,10 +45,13 @@ class RegistryState:
         if handler is None or command.get("v") != commands.VERSION:
             return failure(INVALID, f"unknown command {command.get('type')!r} version {command.get('v')!r}")
         try:
-            return handler(self, command)
+            result = handler(self, command)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             # Handlers check before they change anything, so a malformed command changes nothing.
             return failure(INVALID, f"malformed {command['type']} command: {error!r}")
+        if result["code"] == OK:
+            self.kind_index[commands.KIND_OF[command["type"]]] = index
+        return result
 
     def replace_instance(self, record):
         """Store a new version of an existing instance's record (its url unchanged)."""
@@ -73,6 +80,7 @@ class RegistryState:
             "instances": [r for _, r in sorted(self.instances.items())],
             "nodes": [r for _, r in sorted(self.nodes.items())],
             "permits": self.permits,
+            "kindIndex": self.kind_index,
         }
 
     @classmethod
@@ -88,6 +96,7 @@ class RegistryState:
             state.nodes[record["url"]] = record
         if "permits" in data:
             state.permits = data["permits"]
+        state.kind_index = dict(data.get("kindIndex") or dict.fromkeys(state.kind_index, state.index))
         return state
 
     def digest(self):
