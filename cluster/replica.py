@@ -12,6 +12,8 @@ import base64
 import gzip
 import logging
 import os
+import pickle
+import struct
 import threading
 import time
 
@@ -21,10 +23,17 @@ from pysyncobj.transport import TCPTransport
 
 from registry.state import RegistryState
 
+from .identity import ConfigurationError
+
 log = logging.getLogger(__name__)
 
 RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
 DUMP_FORMAT = 1
+JOURNAL_FILE = "raft.journal"
+DUMP_FILE = "raft.dump"
+MOVE_ASIDE = ("Move this peer's data directory aside (keep it for inspection) and start the peer again: "
+              "in a multi-peer cluster it starts empty and copies the state from the leader; a single "
+              "peer must be restored from a backup.")
 
 
 class ContactTrackingTransport(TCPTransport):
@@ -75,11 +84,16 @@ class RegistryReplica(SyncObj):
         self._changed = {kind: threading.Condition() for kind in self._registry.kind_index}
         self._digest_cache = None
         self._user_state_callback = on_state_changed
-        self._dump_path = os.path.join(data_dir, "raft.dump")
+        self._dump_path = os.path.join(data_dir, DUMP_FILE)
+        journal_path = os.path.join(data_dir, JOURNAL_FILE)
         self._leader_silence_limit = timings.raft_max_timeout * 2
+        _check_writable(data_dir, journal_path, journal_path + ".meta", self._dump_path)
+        # PySyncObj swallows a dump it cannot load and goes on with an empty state plus the
+        # journal after the dump: a wrong replica served as current. Read it first, or refuse.
+        self._verified_dump = self._load_dump_document(self._dump_path) if os.path.exists(self._dump_path) else None
         conf = SyncObjConf(
             password=password,
-            journalFile=os.path.join(data_dir, "raft.journal"),
+            journalFile=journal_path,
             fullDumpFile=self._dump_path,
             logCompactionMinEntries=compact_after_entries,
             serializer=self._write_dump,
@@ -98,7 +112,10 @@ class RegistryReplica(SyncObj):
             # Bind exactly the configured address, never a wildcard.
             bindAddress=raft_address,
         )
-        super().__init__(raft_address, list(partners), conf, transportClass=ContactTrackingTransport)
+        try:
+            super().__init__(raft_address, list(partners), conf, transportClass=ContactTrackingTransport)
+        except (struct.error, ValueError, EOFError, IndexError, pickle.UnpicklingError, OSError) as error:
+            raise ConfigurationError(f"the Raft journal {journal_path} cannot be read ({error!r}). {MOVE_ASIDE}") from None
 
     # -- the replicated write path ------------------------------------------------------------
 
@@ -239,12 +256,25 @@ class RegistryReplica(SyncObj):
         log.info("wrote full dump at raft index %d (%d instances, %d nodes)",
                  last_entry[1], len(snapshot["instances"]), len(snapshot["nodes"]))
 
+    @staticmethod
+    def _load_dump_document(path):
+        try:
+            with gzip.open(path, "rb") as packed:
+                document = orjson.loads(packed.read())
+            if not isinstance(document, dict) or document.get("format") != DUMP_FORMAT:
+                raise ValueError(f"unsupported dump format {document.get('format') if isinstance(document, dict) else None!r}")
+            RegistryState.from_snapshot(document["state"])
+            for key in ("lastEntry", "previousEntry"):
+                _decode_entry(document["raft"][key])
+        except (OSError, EOFError, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as error:
+            raise ConfigurationError(f"the full dump {path} cannot be read ({error!r}). {MOVE_ASIDE}") from None
+        return document
+
     def _read_dump(self, path):
         """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
-        with gzip.open(path, "rb") as packed:
-            document = orjson.loads(packed.read())
-        if document.get("format") != DUMP_FORMAT:
-            raise ValueError(f"{path}: unsupported dump format {document.get('format')!r}")
+        document, self._verified_dump = self._verified_dump, None
+        if document is None:  # a dump that arrived from the leader since start
+            document = self._load_dump_document(path)
         state = RegistryState.from_snapshot(document["state"])
         with self._lock:
             self._registry = state
@@ -266,3 +296,10 @@ def _decode_entry(entry):
     # Tuples of bytes, exactly as the journal holds them: PySyncObj compares them on load.
     command, index, term = entry
     return (base64.b64decode(command), index, term)
+
+
+def _check_writable(*paths):
+    for path in paths:
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise ConfigurationError(f"{path} is not writable by this user: a peer must write its journal and "
+                                     "dumps. Give it back to the user the peer runs as (chown/chmod) and start again.")
