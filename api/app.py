@@ -2,7 +2,7 @@
 
 from flask import Flask, g
 
-from . import auth, consistency, instances, nodes, operations, permits
+from . import auth, consistency, instances, metrics, nodes, operations, permits
 from .errors import register_error_handlers
 from .tokens import signing_key
 
@@ -19,6 +19,7 @@ def create_app(peer):
     register_error_handlers(app)
     auth.install(app, signing_key(peer.cluster_secret))
     consistency.install(app, peer.config.max_blocking_reads)
+    metrics.install(app, peer)
 
     @app.after_request
     def registry_headers(response):

@@ -39,6 +39,9 @@ def register_error_handlers(app):
 
     @app.errorhandler(WriteUnavailable)
     def write_unavailable(error):
+        failures = app.extensions.get("registry_write_failures")
+        if failures is not None:
+            failures.labels("unknown" if error.outcome_unknown else "not_applied").inc()
         return respond({"error": error.message}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.errorhandler(HTTPException)

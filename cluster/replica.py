@@ -43,6 +43,8 @@ class ContactTrackingTransport(TCPTransport):
         super().__init__(syncObj, selfNode, otherNodes)
         self.last_heard = {}  # raft address -> monotonic seconds
         self.last_leader_contact = None
+        self.last_leader_seen = None
+        self.leader_changes = 0
 
     def _onMessageReceived(self, node, message):
         now = time.monotonic()
@@ -51,6 +53,9 @@ class ContactTrackingTransport(TCPTransport):
         if kind == "append_entries":
             # Only a leader sends append_entries: this is contact with the leader.
             self.last_leader_contact = now
+            if node.id != self.last_leader_seen:
+                self.last_leader_seen = node.id
+                self.leader_changes += 1
         if kind == "next_node_idx" and message.get("success") and not message.get("reset"):
             self._keep_next_index_from_moving_back(node, message)
         else:
@@ -228,6 +233,9 @@ class RegistryReplica(SyncObj):
         )
 
     def _on_state_changed(self, old, new):
+        if RAFT_STATES.get(new) == "leader":
+            self.transport.last_leader_seen = self.selfNode.id
+            self.transport.leader_changes += 1
         log.info("raft role %s -> %s (term %d)", RAFT_STATES.get(old), RAFT_STATES.get(new), self.raftCurrentTerm)
         if self._user_state_callback is not None:
             self._user_state_callback(RAFT_STATES.get(old), RAFT_STATES.get(new))

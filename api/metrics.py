@@ -1,0 +1,92 @@
+"""GET /metrics: Prometheus text format (prometheus-client), one registry of metrics per app.
+
+Request counts and latencies are recorded as requests finish; Raft, instance, node and scan
+figures are read from the peer when scraped, so they cost nothing between scrapes.
+"""
+
+import collections
+import time
+
+from flask import Blueprint, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from registry.permissions import NODE_VIEW
+
+from .auth import requires
+from .results import current_peer
+
+blueprint = Blueprint("metrics", __name__)
+
+
+class PeerCollector:
+    def __init__(self, peer):
+        self.peer = peer
+
+    def collect(self):
+        replica = self.peer.replica
+        role = GaugeMetricFamily("registry_raft_role", "1 for this peer's current Raft role", labels=["role"])
+        for name in ("leader", "follower", "candidate"):
+            role.add_metric([name], 1.0 if replica.raft_state == name else 0.0)
+        yield role
+        yield GaugeMetricFamily("registry_raft_term", "Current Raft term", value=replica.raftCurrentTerm)
+        yield GaugeMetricFamily("registry_raft_commit_index", "Raft commit index", value=replica.raftCommitIndex)
+        yield GaugeMetricFamily("registry_raft_applied_index", "Raft index applied here", value=replica.raftLastApplied)
+        yield GaugeMetricFamily("registry_raft_known_leader", "1 when this peer knows a live leader",
+                                value=1.0 if replica.leader_address else 0.0)
+        yield GaugeMetricFamily("registry_raft_last_contact_seconds", "Seconds since a leader was last heard",
+                                value=self.peer.last_contact_ms() / 1000)
+        yield CounterMetricFamily("registry_raft_leader_changes", "Leaders this peer has followed or become",
+                                  value=replica.transport.leader_changes)
+        yield _by_status("registry_instances", "Instances by status", self.peer.list_instances({})[1])
+        yield _by_status("registry_nodes", "Nodes by status", self.peer.list_nodes_with_status()[1])
+        scanner = self.peer.scanner
+        yield CounterMetricFamily("registry_scan_cycles", "Instance scan cycles run here", value=scanner.cycles)
+        last = scanner.last_cycle
+        yield GaugeMetricFamily("registry_scan_last_cycle_seconds", "Duration of the last scan cycle",
+                                value=(last.duration_ms / 1000) if last else 0.0)
+        yield GaugeMetricFamily("registry_scan_last_cycle_instances", "Instances checked in the last scan cycle",
+                                value=last.scanned if last else 0)
+
+
+def _by_status(name, documentation, records):
+    family = GaugeMetricFamily(name, documentation, labels=["status"])
+    for status, count in sorted(collections.Counter(r.get("status", "Unknown") for r in records).items()):
+        family.add_metric([status], count)
+    return family
+
+
+def install(app, peer):
+    registry = CollectorRegistry(auto_describe=False)
+    requests_total = Counter("registry_http_requests", "HTTP requests by endpoint, method and status",
+                             ["endpoint", "method", "status"], registry=registry)
+    latency = Histogram("registry_http_request_duration_seconds", "HTTP request latency by endpoint",
+                        ["endpoint"], registry=registry,
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
+    write_failures = Counter("registry_write_failures", "Writes answered 503, by whether they may have applied",
+                             ["outcome"], registry=registry)
+    registry.register(PeerCollector(peer))
+    app.extensions["registry_metrics"] = registry
+    app.extensions["registry_write_failures"] = write_failures
+
+    @app.before_request
+    def start_clock():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def record(response):
+        # Unmatched paths share one label: a scanner of random URLs must not grow the series.
+        endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
+        requests_total.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "request_started" in g:
+            latency.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        return response
+
+    app.register_blueprint(blueprint)
+
+
+@blueprint.get("/metrics")
+@requires(NODE_VIEW)
+def metrics():
+    body = generate_latest(current_app.extensions["registry_metrics"])
+    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], content_type=CONTENT_TYPE_LATEST)
