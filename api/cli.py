@@ -4,6 +4,7 @@ Flags win over environment variables, which win over defaults (click's envvar do
 that). 1Backend's names are kept where they exist (OB_SELF_URL, OB_NODE_ID, ...).
 """
 
+import json
 import logging
 import os
 import signal
@@ -12,12 +13,14 @@ import time
 
 import click
 
+from cluster import dumps
 from cluster.config import DEFAULT_HTTP_PORT, DEFAULT_RAFT_PORT, PeerConfig, split_address
-from cluster.identity import SECRET_FILE, ConfigurationError, read_secret_file
-from cluster.local import LocalCluster
+from cluster.identity import SECRET_FILE, ConfigurationError, read_secret_file, write_private
+from cluster.local import LocalCluster, http_json
 from registry.durations import parse_seconds
 from registry.errors import ValidationError
 from registry.permissions import ADMIN_ROLE, USER_ROLE
+from registry.state import RegistryState
 
 from . import tokens
 
@@ -121,10 +124,15 @@ def cluster():
 @click.option("--raft-port", type=click.IntRange(1, 65535), default=DEFAULT_RAFT_PORT, show_default=True)
 @click.option("--detach", is_flag=True, help="Return once every peer is ready; stop with `cluster down`.")
 @click.option("--ready-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True)
+@click.option("--restore", "restore_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A new cluster starts from this backup (from `registry snapshot save`).")
 @click.argument("serve_args", nargs=-1, type=click.UNPROCESSED)
-def up(count, data_dir, http_port, raft_port, detach, ready_timeout, serve_args):
+def up(count, data_dir, http_port, raft_port, detach, ready_timeout, restore_file, serve_args):
     data_dir = os.path.abspath(data_dir)
     try:
+        if restore_file and os.path.exists(os.path.join(data_dir, "cluster.json")):
+            raise ConfigurationError(f"{data_dir} already holds a cluster: --restore builds a new one; "
+                                     "choose an empty --data-dir")
         if os.path.exists(os.path.join(data_dir, "cluster.json")):
             local = LocalCluster.load(data_dir)
             if serve_args:
@@ -133,6 +141,10 @@ def up(count, data_dir, http_port, raft_port, detach, ready_timeout, serve_args)
         else:
             local = LocalCluster.create(data_dir, count, http_port=http_port, raft_port=raft_port,
                                         extra_args=serve_args)
+            if restore_file:
+                snapshot = _read_backup(restore_file)
+                for peer in local.peers:
+                    dumps.seed(peer.data_dir, snapshot)
         _stop_on_sigterm()
         try:
             local.prepare_secret()
@@ -220,6 +232,58 @@ def _print_status(local):
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+@main.group(help="Backups: a consistent copy of the whole registry, and new clusters made from one.")
+def snapshot():
+    pass
+
+
+@snapshot.command(name="save", help="Write a consistent backup of the whole registry to FILE.")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--url", envvar="REGISTRY_URL", default=None, help="A peer's URL (default: the local cluster's first).")
+@click.option("--token", envvar="REGISTRY_TOKEN", default=None, help="An admin token (default: the local cluster's).")
+@click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True, help="A local cluster's directory.")
+def save_snapshot(file, url, token, data_dir):
+    if url is None or token is None:
+        try:
+            local = LocalCluster.load(data_dir)
+        except ConfigurationError as error:
+            raise click.ClickException(f"{error}; or give --url and --token")
+        url = url or local.peers[0].url
+        token = token or local.admin_token
+    status, body = http_json(url.rstrip("/") + "/registry-svc/snapshot", timeout=60,
+                             headers={"Authorization": f"Bearer {token}"})
+    if status != 200:
+        reason = (body or {}).get("error") if isinstance(body, dict) else None
+        raise click.ClickException(f"{url} answered {status or 'nothing'}: {reason or 'no reason given'}")
+    write_private(file, json.dumps(body) + "\n")
+    click.echo(f"saved {len(body['instances'])} instances, {len(body['nodes'])} nodes and the permits "
+               f"at Raft index {body['index']} to {file}")
+
+
+@snapshot.command(name="restore", help="Seed an empty peer data directory from FILE, before the peer's first "
+                                       "start. Do it for every peer of the new cluster (for a local one: "
+                                       "`registry cluster up --restore FILE`).")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data-dir", required=True, help="The new peer's data directory (empty).")
+def restore_snapshot(file, data_dir):
+    try:
+        snapshot = _read_backup(file)
+        dumps.seed(os.path.abspath(data_dir), snapshot)
+    except ConfigurationError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"{data_dir} will start with {len(snapshot['instances'])} instances from {file}")
+
+
+def _read_backup(path):
+    try:
+        with open(path, encoding="utf-8") as source:
+            snapshot = json.load(source)
+        RegistryState.from_snapshot(snapshot)
+        return snapshot
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigurationError(f"{path} is not a registry backup ({error})") from None
 
 
 @main.group(help="API tokens: signed with a key derived from the cluster secret.")

@@ -1,8 +1,9 @@
-"""Operating a peer: liveness, readiness and the cluster as this peer sees it."""
+"""Operating a peer: liveness, readiness, the cluster as this peer sees it, and backups."""
 
 from flask import Blueprint
 
-from registry.permissions import NODE_VIEW
+from cluster.submit import WriteUnavailable
+from registry.permissions import CLUSTER_ADMIN, NODE_VIEW
 
 from .auth import requires
 from .errors import unavailable
@@ -34,3 +35,13 @@ def readyz():
 @requires(NODE_VIEW)
 def cluster():
     return respond(current_peer().cluster_view())
+
+
+@blueprint.get("/registry-svc/snapshot")
+@requires(CLUSTER_ADMIN)
+def snapshot():
+    """Extension: a consistent backup of the whole registry (restore it with `registry snapshot restore`)."""
+    try:
+        return respond(current_peer().snapshot())
+    except WriteUnavailable as error:
+        raise unavailable(f"a consistent snapshot needs the leader and a majority ({error.message}); retry") from None

@@ -117,6 +117,12 @@ class Peer:
     def permits(self):
         return self.replica.read(lambda state: [dict(p) for p in state.permits], commands.PERMITS)
 
+    def snapshot(self):
+        """A consistent copy of the whole registry, as of a read barrier: the backup format."""
+        self.read_barrier()
+        _, snapshot = self.replica.read(lambda state: state.to_snapshot())
+        return snapshot
+
     def read_barrier(self):
         """Return once this replica holds every write committed before the call (linearizable
         reads): a no-op through the Raft log, so a leader cut off from the majority cannot pass."""

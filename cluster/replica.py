@@ -8,8 +8,6 @@ Full dumps are written by our own serializer as gzipped JSON (readable across co
 instead of PySyncObj's default, which pickles every attribute of the SyncObj.
 """
 
-import base64
-import gzip
 import logging
 import os
 import pickle
@@ -17,23 +15,17 @@ import struct
 import threading
 import time
 
-import orjson
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.transport import TCPTransport
 
 from registry.state import RegistryState
 
+from . import dumps
 from .identity import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
-DUMP_FORMAT = 1
-JOURNAL_FILE = "raft.journal"
-DUMP_FILE = "raft.dump"
-MOVE_ASIDE = ("Move this peer's data directory aside (keep it for inspection) and start the peer again: "
-              "in a multi-peer cluster it starts empty and copies the state from the leader; a single "
-              "peer must be restored from a backup.")
 
 
 class ContactTrackingTransport(TCPTransport):
@@ -89,13 +81,13 @@ class RegistryReplica(SyncObj):
         self._changed = {kind: threading.Condition() for kind in self._registry.kind_index}
         self._digest_cache = None
         self._user_state_callback = on_state_changed
-        self._dump_path = os.path.join(data_dir, DUMP_FILE)
-        journal_path = os.path.join(data_dir, JOURNAL_FILE)
+        self._dump_path = os.path.join(data_dir, dumps.FILE_NAME)
+        journal_path = os.path.join(data_dir, dumps.JOURNAL_FILE_NAME)
         self._leader_silence_limit = timings.raft_max_timeout * 2
         _check_writable(data_dir, journal_path, journal_path + ".meta", self._dump_path)
         # PySyncObj swallows a dump it cannot load and goes on with an empty state plus the
         # journal after the dump: a wrong replica served as current. Read it first, or refuse.
-        self._verified_dump = self._load_dump_document(self._dump_path) if os.path.exists(self._dump_path) else None
+        self._verified_dump = dumps.read(self._dump_path) if os.path.exists(self._dump_path) else None
         conf = SyncObjConf(
             password=password,
             journalFile=journal_path,
@@ -120,7 +112,8 @@ class RegistryReplica(SyncObj):
         try:
             super().__init__(raft_address, list(partners), conf, transportClass=ContactTrackingTransport)
         except (struct.error, ValueError, EOFError, IndexError, pickle.UnpicklingError, OSError) as error:
-            raise ConfigurationError(f"the Raft journal {journal_path} cannot be read ({error!r}). {MOVE_ASIDE}") from None
+            raise ConfigurationError(
+                f"the Raft journal {journal_path} cannot be read ({error!r}). {dumps.MOVE_ASIDE}") from None
 
     # -- the replicated write path ------------------------------------------------------------
 
@@ -247,42 +240,15 @@ class RegistryReplica(SyncObj):
         last_entry, previous_entry, cluster = raft_data
         with self._lock:
             snapshot = self._registry.to_snapshot()
-        document = {
-            "format": DUMP_FORMAT,
-            "raft": {
-                "lastEntry": _encode_entry(last_entry),
-                "previousEntry": _encode_entry(previous_entry),
-                "cluster": sorted(node.id for node in cluster),
-            },
-            "state": snapshot,
-        }
-        with open(path, "wb") as out:
-            with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as packed:
-                packed.write(orjson.dumps(document))
-            out.flush()
-            os.fsync(out.fileno())
+        dumps.write(path, snapshot, last_entry, previous_entry, [node.id for node in cluster])
         log.info("wrote full dump at raft index %d (%d instances, %d nodes)",
                  last_entry[1], len(snapshot["instances"]), len(snapshot["nodes"]))
-
-    @staticmethod
-    def _load_dump_document(path):
-        try:
-            with gzip.open(path, "rb") as packed:
-                document = orjson.loads(packed.read())
-            if not isinstance(document, dict) or document.get("format") != DUMP_FORMAT:
-                raise ValueError(f"unsupported dump format {document.get('format') if isinstance(document, dict) else None!r}")
-            RegistryState.from_snapshot(document["state"])
-            for key in ("lastEntry", "previousEntry"):
-                _decode_entry(document["raft"][key])
-        except (OSError, EOFError, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as error:
-            raise ConfigurationError(f"the full dump {path} cannot be read ({error!r}). {MOVE_ASIDE}") from None
-        return document
 
     def _read_dump(self, path):
         """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
         document, self._verified_dump = self._verified_dump, None
         if document is None:  # a dump that arrived from the leader since start
-            document = self._load_dump_document(path)
+            document = dumps.read(path)
         state = RegistryState.from_snapshot(document["state"])
         with self._lock:
             self._registry = state
@@ -292,18 +258,7 @@ class RegistryReplica(SyncObj):
                 condition.notify_all()
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
-        return _decode_entry(raft["lastEntry"]), _decode_entry(raft["previousEntry"]), list(raft["cluster"])
-
-
-def _encode_entry(entry):
-    command, index, term = entry
-    return [base64.b64encode(bytes(command)).decode("ascii"), index, term]
-
-
-def _decode_entry(entry):
-    # Tuples of bytes, exactly as the journal holds them: PySyncObj compares them on load.
-    command, index, term = entry
-    return (base64.b64decode(command), index, term)
+        return dumps.decode_entry(raft["lastEntry"]), dumps.decode_entry(raft["previousEntry"]), list(raft["cluster"])
 
 
 def _check_writable(*paths):

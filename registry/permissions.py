@@ -15,8 +15,10 @@ NODE_VIEW = "registry-svc:node:view"
 NODE_DELETE = "registry-svc:node:delete"
 PERMIT_VIEW = "registry-svc:permit:view"  # extension
 PERMIT_EDIT = "registry-svc:permit:edit"  # extension
+CLUSTER_ADMIN = "registry-svc:cluster:admin"  # extension: backups
 
-PERMISSIONS = (INSTANCE_VIEW, INSTANCE_EDIT, INSTANCE_DELETE, NODE_VIEW, NODE_DELETE, PERMIT_VIEW, PERMIT_EDIT)
+PERMISSIONS = (INSTANCE_VIEW, INSTANCE_EDIT, INSTANCE_DELETE, NODE_VIEW, NODE_DELETE, PERMIT_VIEW, PERMIT_EDIT,
+               CLUSTER_ADMIN)
 
 ADMIN_ROLE = "admin"
 USER_ROLE = "user"

@@ -16,7 +16,6 @@ end
 
 function done(summary, latency, requests)
    local e = summary.errors
-   local failed = e.status + e.connect + e.read + e.write + e.timeout
    io.write(string.format(
       'WRKJSON {"durationUs":%d,"requests":%d,"bytes":%d,"ok":%d,"non2xx":%d,"codes":"",'
       .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'

@@ -1,11 +1,12 @@
 -- wrk script for scripts/bench.py: PUT a distinct ~300-byte instance record on every request.
 --
---   wrk ... -s put_instance.lua URL -- PREFIX [QUOTA] [FORMAT]
+--   wrk ... -s put_instance.lua URL -- PREFIX [QUOTA] [FORMAT] [STOP_FILE]
 --
 -- PREFIX makes the run's records distinct from every other run's; each wrk thread numbers its
 -- own requests, so no two requests of a run carry the same id or url. With QUOTA, a thread stops
 -- after generating that many requests (the scale stage registers an exact set of ids; the
--- requests it re-sends then are upserts of the last one, never new records). FORMAT "etcd" wraps
+-- requests it re-sends then are upserts of the last one, never new records) and writes STOP_FILE,
+-- so bench.py can end wrk early (wrk sleeps out its -d otherwise). FORMAT "etcd" wraps
 -- the same record bytes in an etcd v3 JSON-gateway put ({"key", "value"} in base64).
 -- The record layout is the same as record_body() in scripts/bench.py: keep them in step.
 -- done() prints one line "WRKJSON {...}" that bench.py parses.
@@ -29,6 +30,8 @@ local counter = 0
 local prefix = "w"
 local quota = nil
 local format = "registry"
+local stop_file = nil
+local stopped = false
 local statuses = {}
 
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -70,6 +73,7 @@ function init(args)
    prefix = args[1] or "w"
    if args[2] and args[2] ~= "" and args[2] ~= "0" then quota = tonumber(args[2]) end
    format = args[3] or "registry"
+   if args[4] and args[4] ~= "" then stop_file = args[4] end
    if format == "etcd" then
       wrk.method = "POST"
    else
@@ -82,7 +86,14 @@ function request()
    counter = counter + 1
    local n = counter
    if quota and counter > quota then
-      wrk.thread:stop()
+      if not stopped then
+         stopped = true
+         if stop_file then
+            local f = io.open(stop_file, "w")
+            if f then f:write("sent\n"); f:close() end
+         end
+         wrk.thread:stop()
+      end
       n = quota
    end
    local body = record_body(prefix, tid, n)

@@ -4,7 +4,7 @@ from registry import commands
 from registry.errors import ValidationError
 from registry.instances import validate_registration
 from registry.permissions import (
-    INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW, NODE_DELETE, NODE_VIEW, PERMIT_EDIT, PERMIT_VIEW, caller,
+    CLUSTER_ADMIN, INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW, NODE_DELETE, NODE_VIEW, PERMIT_EDIT, PERMIT_VIEW, caller,
     default_permits, grants, validate_permits,
 )
 from registry.state import RegistryState
@@ -25,7 +25,7 @@ def register(state, body, who, generated="inst_gen"):
 def test_default_permits_follow_the_contract():
     permits = default_permits()
     assert set(grants(permits, ADMIN)) == {INSTANCE_VIEW, INSTANCE_EDIT, INSTANCE_DELETE, NODE_VIEW, NODE_DELETE,
-                                           PERMIT_VIEW, PERMIT_EDIT}
+                                           PERMIT_VIEW, PERMIT_EDIT, CLUSTER_ADMIN}
     assert all(grants(permits, ADMIN).values())
     assert grants(permits, A) == {INSTANCE_VIEW: False, INSTANCE_EDIT: False, NODE_VIEW: False}
     assert grants(permits, PROXY)[INSTANCE_VIEW] is True and grants(permits, PROXY)[INSTANCE_EDIT] is False

@@ -1,0 +1,1260 @@
+#!/usr/bin/env python3
+"""Issue 8's benchmark: the registry measured side by side with its anchors, in one command.
+
+It starts what it measures on 127.0.0.1 (3-peer registry clusters, a bare Flask + waitress
+server, 3 raw PySyncObj processes, with --with-etcd a 3-member etcd 3.4), drives every HTTP
+target with the same generator (wrk, one thread, Lua scripts in scripts/bench_lua/), stops
+everything it started by pid (also on error, Ctrl-C or SIGTERM), and prints a Markdown table
+and a JSON document (also written to --json-out).
+
+Stages (--only picks some):
+  registry  1000 instances seeded; reads at a follower (one-instance filter, 1,000-instance
+            list); writes (distinct 300-byte records) at the leader and a follower with 1 and
+            --connections connections; failover (a write every 20 ms at a survivor while the
+            leader is killed -9; --rounds rounds, the killed peer restarted between rounds)
+  bare      bare Flask + waitress (16 threads): PUT parsing the same JSON body -> 201, and GETs
+            answering the follower's exact list bytes
+  raw       raw PySyncObj, 3 processes, the registry's settings: async commands of 300 bytes
+  etcd      (--with-etcd) 3 members: put and serializable range of the same bytes via /v3/kv
+  scale     a fresh cluster with --instances instances: RSS per instance, list latency at a
+            follower, full-cluster restart until every peer serves them all again
+
+    python scripts/bench.py [--duration 10] [--with-etcd] [--json-out FILE]
+    python scripts/bench.py --smoke          # everything very briefly; exits non-zero if a stage breaks
+
+Exit status: 0 when every stage ran, 1 when one broke (a server did not start, every request
+of a run failed, ...), 130 on Ctrl-C. Nothing about speed is asserted.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from api import tokens  # noqa: E402
+from cluster.local import LocalCluster, LocalPeer, tail  # noqa: E402
+
+LUA_DIR = os.path.join(ROOT, "scripts", "bench_lua")
+PUT_LUA = os.path.join(LUA_DIR, "put_instance.lua")
+GET_LUA = os.path.join(LUA_DIR, "get.lua")
+RECORD_BYTES = 300
+HOST = "127.0.0.1"
+STAGES = ("registry", "bare", "raw", "etcd", "scale")
+# The registry's default HTTP thread count (PeerConfig.http_threads): the bare server gets as many.
+BARE_THREADS = 16
+# Peers of the benchmark clusters scan once a day: TCP scans of thousands of made-up hosts would
+# otherwise run at random moments during the load runs (bench_scan.py measures scans).
+PEER_ARGS = ["--scan-interval", "86400", "--log-level", "info"]
+
+
+class StageError(Exception):
+    """A stage could not measure what it should (a server did not start, every request failed)."""
+
+
+# -- processes we started: stopped by pid, whatever happens ----------------------------------------
+
+class Processes:
+    def __init__(self):
+        self.clusters = []
+        self.popens = []
+        self.lock = threading.Lock()
+
+    def add_cluster(self, local):
+        with self.lock:
+            self.clusters.append(local)
+        return local
+
+    def add(self, popen):
+        with self.lock:
+            self.popens.append(popen)
+        return popen
+
+    def stop_popen(self, popen, grace=10.0):
+        if popen.poll() is None:
+            try:
+                popen.terminate()
+                popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait(timeout=grace)
+            except ProcessLookupError:
+                pass
+        with self.lock:
+            if popen in self.popens:
+                self.popens.remove(popen)
+
+    def stop_cluster(self, local):
+        try:
+            local.stop(only_started_here=True)
+        finally:
+            with self.lock:
+                if local in self.clusters:
+                    self.clusters.remove(local)
+
+    def stop_all(self):
+        for popen in list(self.popens):
+            try:
+                self.stop_popen(popen, grace=5.0)
+            except Exception as error:  # keep stopping the others
+                print(f"bench: stopping pid {popen.pid}: {error!r}", file=sys.stderr)
+        for local in list(self.clusters):
+            try:
+                self.stop_cluster(local)
+            except Exception as error:
+                print(f"bench: stopping cluster {local.data_dir}: {error!r}", file=sys.stderr)
+
+
+PROCESSES = Processes()
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def record_body(prefix, tid, n, size=RECORD_BYTES):
+    """The same bytes as record_body() in scripts/bench_lua/put_instance.lua."""
+    name = f"{prefix}-{tid}-{n}"
+    head = (f'{{"id":"i-{name}","url":"http://{name}.bench.internal:8080/api/v1/items",'
+            f'"slug":"bench-{prefix}","tags":["bench","generated","tier-backend","zone-a"],'
+            f'"deploymentId":"depl-{name}","nodeUrl":"http://node-a.bench.internal:11337","details":"')
+    tail_ = '"}'
+    return (head + "x" * max(0, size - len(head) - len(tail_)) + tail_).encode()
+
+
+def cpu_seconds(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+def system_busy_seconds():
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def rss_bytes(pid):
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return None
+
+
+def ensure_package(binary, package):
+    """The path of `binary`, installing the Debian package when missing (as root)."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None
+    log(f"{binary} is missing: apt-get install -y {package}")
+    for update_first in (False, True):
+        if update_first:
+            subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=300, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=600, check=False,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        found = shutil.which(binary)
+        if found:
+            return found
+    return None
+
+
+def tool_version(command):
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+# -- the load generator -------------------------------------------------------------------------------
+
+class Wrk:
+    """wrk, one thread, a Lua script; the result of a run as a dict (see bench_lua/*.lua)."""
+
+    def __init__(self, binary, token):
+        self.binary = binary
+        self.token = token
+        self.own_pids = {os.getpid()}
+
+    def run(self, url, *, connections, duration, script, script_args=(), watch_pids=(), auth=True,
+            label="", stop_file=None):
+        command = [self.binary, "-t1", f"-c{connections}", f"-d{max(1, int(round(duration)))}s", "--timeout", "10s",
+                   "-s", script]
+        if auth and self.token:
+            command += ["-H", f"Authorization: Bearer {self.token}"]
+        command += [url, "--", *[str(a) for a in script_args]]
+        watch_pids = [p for p in watch_pids if p]
+        busy_before = system_busy_seconds()
+        watched_before = {pid: cpu_seconds([pid]) for pid in watch_pids}
+        own_before = cpu_seconds(self.own_pids)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load_before = os.getloadavg()[0]
+        started = time.monotonic()
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as popen:
+            PROCESSES.add(popen)
+            try:
+                if stop_file:
+                    # The Lua script writes stop_file once its quota is sent; wrk itself would sleep
+                    # out the whole duration, so SIGINT ends it (it still prints its summary).
+                    while popen.poll() is None and not os.path.exists(stop_file):
+                        if time.monotonic() - started > duration + 60:
+                            break
+                        time.sleep(0.1)
+                    if popen.poll() is None:
+                        time.sleep(0.5)  # the responses in flight
+                        popen.send_signal(signal.SIGINT)
+                stdout, stderr = popen.communicate(timeout=duration + 60)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                stdout, stderr = popen.communicate()
+            finally:
+                PROCESSES.stop_popen(popen)
+        out = subprocess.CompletedProcess(command, popen.returncode, stdout, stderr)
+        wall = time.monotonic() - started
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
+        if not match:
+            raise StageError(f"wrk {label} gave no result (exit {out.returncode}): {out.stderr.strip()[-500:]} "
+                             f"{out.stdout.strip()[-500:]}")
+        raw = json.loads(match.group(1))
+        seconds = raw["durationUs"] / 1e6
+        wrk_cpu = (children_after.ru_utime + children_after.ru_stime
+                   - children_before.ru_utime - children_before.ru_stime)
+        watched = {pid: cpu_seconds([pid]) - before for pid, before in watched_before.items()}
+        own = cpu_seconds(self.own_pids) - own_before
+        busy = system_busy_seconds() - busy_before
+        errors = raw["errors"]
+        socket_errors = errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
+        result = {
+            "label": label,
+            "url": url,
+            "connections": connections,
+            "seconds": round(seconds, 3),
+            "requests": raw["requests"],
+            "ok": raw["ok"],
+            "failed": raw["non2xx"] + socket_errors,
+            "non2xx": raw["non2xx"],
+            "statusCodes": raw["codes"],
+            "socketErrors": errors,
+            "requestsPerSecond": round(raw["ok"] / seconds, 1) if seconds > 0 else 0.0,
+            "p50Ms": raw["latencyUs"]["p50"] / 1000,
+            "p90Ms": raw["latencyUs"]["p90"] / 1000,
+            "p99Ms": raw["latencyUs"]["p99"] / 1000,
+            "maxMs": raw["latencyUs"]["max"] / 1000,
+            "bytesPerResponse": round(raw["bytes"] / raw["requests"]) if raw["requests"] else 0,
+            # CPU in cores (seconds of CPU per second of wall time) of each watched process, of
+            # wrk, and of everything else on the machine (other test runs disturb the numbers).
+            "cpuCores": {str(pid): round(used / wall, 2) for pid, used in watched.items()},
+            "wrkCpuCores": round(wrk_cpu / wall, 2),
+            "foreignCpuCores": round(max(0.0, busy - sum(watched.values()) - wrk_cpu - own) / wall, 2),
+            "loadAverage1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        }
+        log(f"  {label}: {result['requestsPerSecond']:.0f} req/s, p50 {result['p50Ms']:.2f} ms, "
+            f"p99 {result['p99Ms']:.2f} ms, failed {result['failed']} of {raw['requests']}"
+            f"{' (' + raw['codes'] + ')' if raw['codes'] else ''}; foreign CPU {result['foreignCpuCores']}")
+        if raw["ok"] == 0:
+            raise StageError(f"every request of {label} failed ({raw['requests']} requests, "
+                             f"codes {raw['codes'] or '-'}, socket errors {errors})")
+        return result
+
+
+# -- registry clusters --------------------------------------------------------------------------------
+
+class Registry:
+    """A 3-peer registry cluster of real `registry serve` processes on free loopback ports."""
+
+    def __init__(self, directory, name):
+        self.directory = os.path.join(directory, name)
+        peers = [LocalPeer(i + 1, HOST, free_port(), free_port(), os.path.join(self.directory, f"peer-{i + 1}"))
+                 for i in range(3)]
+        self.local = LocalCluster(self.directory, peers, PEER_ARGS)
+        self.secret = self.local.prepare_secret()
+        self.token = tokens.mint(tokens.signing_key(self.secret), "bench", ["admin"], 24 * 3600)
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        self._local_sessions = threading.local()
+
+    @property
+    def peers(self):
+        return self.local.peers
+
+    def session(self):
+        """A requests session for the calling thread (sessions are not thread-safe)."""
+        session = getattr(self._local_sessions, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {self.token}"
+            self._local_sessions.session = session
+        return session
+
+    def start(self, timeout=60.0):
+        PROCESSES.add_cluster(self.local)
+        try:
+            self.local.start()
+            self.local.wait_ready(timeout=timeout)
+        except Exception as error:
+            raise StageError(f"the registry cluster did not start: {error}\n{self.log_tails()}") from None
+        return self
+
+    def stop(self):
+        PROCESSES.stop_cluster(self.local)
+
+    def log_tails(self, lines=15):
+        return "\n".join(f"--- {p.log_path}\n{tail(p.log_path, lines)}" for p in self.peers)
+
+    def leader(self, among=None, timeout=30.0):
+        """The peer every asked peer names as leader (asking /registry-svc/cluster)."""
+        among = self.peers if among is None else among
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for peer in among:
+                try:
+                    view = self.http.get(peer.url + "/registry-svc/cluster", timeout=5).json()
+                except (requests.RequestException, ValueError):
+                    continue
+                raft = (view.get("leader") or {}).get("raft")
+                found = next((p for p in among if p.raft == raft), None)
+                if found is not None:
+                    return found
+            time.sleep(0.05)
+        raise StageError(f"no leader among {[p.url for p in among]} within {timeout:.0f}s")
+
+    def put(self, peer, body, timeout=15.0, attempts=5):
+        for attempt in range(attempts):
+            try:
+                response = self.session().put(peer.url + "/registry-svc/instance", data=body, timeout=timeout,
+                                              headers={"Content-Type": "application/json"})
+                if response.status_code == 201:
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.05 * (attempt + 1))
+        return False
+
+    def put_many(self, peer, bodies, workers=16):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            return sum(pool.map(lambda body: self.put(peer, body), bodies))
+
+    def list_instances(self, peer, query="", timeout=120.0):
+        """(status, body bytes, X-Registry-Index, seconds)."""
+        started = time.perf_counter()
+        response = self.session().get(peer.url + "/registry-svc/instances" + query, timeout=timeout)
+        seconds = time.perf_counter() - started
+        return response.status_code, response.content, int(response.headers.get("X-Registry-Index", -1)), seconds
+
+    def state_index(self, peer):
+        # A filtered read that matches nothing: its X-Registry-Index is the peer's applied state.
+        return self.list_instances(peer, "?id=no-such-instance")[2]
+
+    def rss(self):
+        return {p.index: rss_bytes(p.pid) for p in self.peers}
+
+
+# -- the stages ----------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args, workdir, wrk_binary):
+        self.args = args
+        self.workdir = workdir
+        self.wrk_binary = wrk_binary
+        self.results = {}
+        self.errors = {}
+        self.files = {}  # the follower's list answers, for the bare server and etcd
+
+    def wrk(self, token):
+        return Wrk(self.wrk_binary, token)
+
+    # registry: reads, writes, failover on one cluster ----------------------------------------------------
+
+    def stage_registry(self):
+        a = self.args
+        out = self.results.setdefault("registry", {})
+        cluster = Registry(self.workdir, "registry").start()
+        try:
+            leader = cluster.leader()
+            follower = next(p for p in cluster.peers if p is not leader)
+            pids = [p.pid for p in cluster.peers]
+            out["peers"] = {"leader": leader.url, "follower": follower.url}
+            out["threadsPerPeer"] = psutil.Process(follower.pid).num_threads()
+            wrk = self.wrk(cluster.token)
+
+            log(f"registry: seeding {a.list_size} instances")
+            seeded = cluster.put_many(leader, [record_body("list", 0, n) for n in range(1, a.list_size + 1)])
+            if seeded != a.list_size:
+                raise StageError(f"only {seeded} of {a.list_size} seed registrations succeeded")
+            # The follower answers once it applied them all.
+            index = cluster.state_index(leader)
+            deadline = time.monotonic() + 30
+            while cluster.state_index(follower) < index:
+                if time.monotonic() > deadline:
+                    raise StageError("the follower did not catch up with the seed registrations in 30 s")
+                time.sleep(0.05)
+            one_query = f"?id=i-list-0-{(a.list_size + 1) // 2}"
+            status_one, one_body, _, _ = cluster.list_instances(follower, one_query)
+            status_list, list_body, _, _ = cluster.list_instances(follower)
+            if status_one != 200 or status_list != 200:
+                raise StageError(f"reads at the follower answered {status_one} / {status_list}")
+            listed = len(json.loads(list_body)["instances"])
+            if listed != a.list_size or len(json.loads(one_body)["instances"]) != 1:
+                raise StageError(f"the follower lists {listed} instances, expected {a.list_size}")
+            self.files["one"] = os.path.join(self.workdir, "one.json")
+            self.files["list"] = os.path.join(self.workdir, "list.json")
+            with open(self.files["one"], "wb") as f:
+                f.write(one_body)
+            with open(self.files["list"], "wb") as f:
+                f.write(list_body)
+            out["listBytes"] = {"one": len(one_body), "list": len(list_body), "instances": listed}
+            self.files["oneQuery"] = one_query
+
+            reads = out.setdefault("reads", {})
+            for key, query in (("one", one_query), ("list", "")):
+                url = follower.url + "/registry-svc/instances" + query
+                if a.warmup:
+                    wrk.run(url, connections=a.connections, duration=a.warmup, script=GET_LUA, label="warm-up")
+                reads[key] = wrk.run(url, connections=a.connections, duration=a.duration, script=GET_LUA,
+                                     watch_pids=pids, label=f"registry read {key} at follower c{a.connections}")
+
+            writes = out.setdefault("writes", {})
+            for where, peer in (("leader", leader), ("follower", follower)):
+                for connections in (1, a.connections):
+                    key = f"{where}C{connections}"
+                    url = peer.url + "/registry-svc/instance"
+                    if a.warmup:
+                        wrk.run(url, connections=connections, duration=a.warmup, script=PUT_LUA,
+                                script_args=[f"warm{where[0]}{connections}"], label="warm-up")
+                    index_before = cluster.state_index(peer)
+                    result = wrk.run(url, connections=connections, duration=a.duration, script=PUT_LUA,
+                                     script_args=[f"w{where[0]}{connections}"], watch_pids=pids,
+                                     label=f"registry write at {where} c{connections}")
+                    entries = cluster.state_index(peer) - index_before
+                    result["raftEntries"] = entries
+                    result["commandsPerEntry"] = round(result["ok"] / entries, 1) if entries > 0 else None
+                    writes[key] = result
+            out["instancesAfterWrites"] = len(json.loads(cluster.list_instances(follower)[1])["instances"])
+
+            out["failover"] = self.failover(cluster)
+        except StageError as error:
+            raise StageError(f"{error}\n{cluster.log_tails()}") from None
+        finally:
+            cluster.stop()
+
+    def failover(self, cluster):
+        a = self.args
+        rounds = []
+        for number in range(a.rounds):
+            leader = cluster.leader()
+            survivor = next(p for p in cluster.peers if p is not leader)
+            outcome = self.failover_round(cluster, leader, survivor, number)
+            rounds.append(outcome)
+            log(f"  failover round {number + 1}: gap {outcome['gapMs']:.0f} ms "
+                f"(first ack {outcome['firstAckAfterKillMs']:.0f} ms after the kill), "
+                f"{outcome['failed']} failed writes")
+            cluster.local.start_peer(leader)
+            try:
+                cluster.local.wait_ready(timeout=60)
+            except Exception as error:
+                raise StageError(f"the killed peer did not come back: {error}") from None
+        gaps = [r["gapMs"] for r in rounds]
+        return {
+            "rounds": rounds,
+            "gapMsMedian": statistics.median(gaps),
+            "gapMsMax": max(gaps),
+            "firstAckAfterKillMsMedian": statistics.median(r["firstAckAfterKillMs"] for r in rounds),
+            "writeIntervalMs": 20,
+        }
+
+    def failover_round(self, cluster, leader, survivor, number):
+        """Write every 20 ms at `survivor` (each write in its own worker) while `leader` is killed -9."""
+        interval = 0.020
+        before_kill, after_limit = 1.0, 30.0
+        records = []  # (sent, acked or None, status)
+        lock = threading.Lock()
+        acked_after_kill = threading.Event()
+        killed_at = [None]
+
+        def write(n):
+            body = record_body(f"fo{number}", 0, n)
+            sent = time.monotonic()
+            status = 0
+            try:
+                response = cluster.session().put(survivor.url + "/registry-svc/instance", data=body, timeout=10,
+                                                 headers={"Content-Type": "application/json"})
+                status = response.status_code
+            except requests.RequestException:
+                pass
+            acked = time.monotonic() if status == 201 else None
+            with lock:
+                records.append((sent, acked, status))
+            if acked is not None and killed_at[0] is not None and acked > killed_at[0]:
+                acked_after_kill.set()
+
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=128)
+        try:
+            start = time.monotonic()
+            n = 0
+            while True:
+                now = time.monotonic()
+                if killed_at[0] is None and now - start >= before_kill:
+                    killed_at[0] = time.monotonic()
+                    os.kill(leader.pid, signal.SIGKILL)
+                if killed_at[0] is not None:
+                    if acked_after_kill.is_set() and now - killed_at[0] > 0.3:
+                        break
+                    if now - killed_at[0] > after_limit:
+                        break
+                n += 1
+                pool.submit(write, n)
+                time.sleep(max(0.0, start + n * interval - time.monotonic()))
+        finally:
+            pool.shutdown(wait=True)
+            cluster.local.kill_peer(leader)  # reaps it
+        kill = killed_at[0]
+        acks_before = [r[1] for r in records if r[1] is not None and r[1] < kill]
+        acks_after = [r[1] for r in records if r[1] is not None and r[1] >= kill]
+        if not acks_after:
+            raise StageError(f"failover round {number + 1}: no write was acknowledged within {after_limit:.0f} s "
+                             f"of killing the leader")
+        if not acks_before:
+            raise StageError(f"failover round {number + 1}: no write was acknowledged before the kill")
+        return {
+            "gapMs": round((min(acks_after) - max(acks_before)) * 1000, 1),
+            "firstAckAfterKillMs": round((min(acks_after) - kill) * 1000, 1),
+            "writes": len(records),
+            "failed": sum(1 for r in records if r[1] is None),
+            "statuses": sorted({r[2] for r in records}),
+        }
+
+    # bare Flask + waitress ---------------------------------------------------------------------------
+
+    def stage_bare(self):
+        a = self.args
+        out = self.results.setdefault("bare", {})
+        if "list" not in self.files:
+            # Without the registry stage: the same shapes, made up here.
+            records = [json.loads(record_body("list", 0, n)) for n in range(1, a.list_size + 1)]
+            self.files["one"] = os.path.join(self.workdir, "one.json")
+            self.files["list"] = os.path.join(self.workdir, "list.json")
+            with open(self.files["one"], "wb") as f:
+                f.write(json.dumps({"instances": records[:1]}).encode())
+            with open(self.files["list"], "wb") as f:
+                f.write(json.dumps({"instances": records}).encode())
+            self.files["oneQuery"] = "?id=i-list-0-1"
+        port = free_port()
+        log_path = os.path.join(self.workdir, "bare.log")
+        with open(log_path, "ab") as log_file:
+            popen = PROCESSES.add(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "scripts", "bench_bare_http.py"), "--port", str(port),
+                 "--threads", str(BARE_THREADS), "--list-file", self.files["list"], "--one-file", self.files["one"]],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+        try:
+            base = f"http://{HOST}:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if popen.poll() is not None or time.monotonic() > deadline:
+                    raise StageError(f"the bare waitress server did not start:\n{tail(log_path)}")
+                time.sleep(0.1)
+            out["threads"] = BARE_THREADS
+            wrk = self.wrk(tokens.mint(os.urandom(32), "bench", ["admin"], 3600))  # same header size, unchecked
+            url = base + "/registry-svc/instance"
+            writes = out.setdefault("writes", {})
+            for connections in (1, a.connections):
+                if a.warmup:
+                    wrk.run(url, connections=connections, duration=a.warmup, script=PUT_LUA,
+                            script_args=[f"warmbare{connections}"], label="warm-up")
+                writes[f"c{connections}"] = wrk.run(url, connections=connections, duration=a.duration,
+                                                    script=PUT_LUA, script_args=[f"bare{connections}"],
+                                                    watch_pids=[popen.pid], label=f"bare PUT c{connections}")
+            reads = out.setdefault("reads", {})
+            for key, query in (("one", self.files["oneQuery"]), ("list", "")):
+                reads[key] = wrk.run(base + "/registry-svc/instances" + query, connections=a.connections,
+                                     duration=a.duration, script=GET_LUA, watch_pids=[popen.pid],
+                                     label=f"bare GET {key} c{a.connections}")
+        finally:
+            PROCESSES.stop_popen(popen)
+
+    # raw PySyncObj -------------------------------------------------------------------------------------
+
+    def stage_raw(self):
+        a = self.args
+        out = self.results.setdefault("raw", {})
+        directory = os.path.join(self.workdir, "raw")
+        os.makedirs(directory, exist_ok=True)
+        secret_file = os.path.join(directory, "secret")
+        with open(secret_file, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        os.chmod(secret_file, 0o600)
+        addresses = [f"{HOST}:{free_port()}" for _ in range(3)]
+        nodes = []
+        try:
+            for i, address in enumerate(addresses):
+                partners = ",".join(x for x in addresses if x != address)
+                stderr = open(os.path.join(directory, f"node-{i + 1}.log"), "ab")
+                popen = PROCESSES.add(subprocess.Popen(
+                    [sys.executable, os.path.join(ROOT, "scripts", "bench_raw_pysyncobj.py"), "--self", address,
+                     "--partners", partners, "--data-dir", os.path.join(directory, f"node-{i + 1}"),
+                     "--secret-file", secret_file],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1,
+                    start_new_session=True))
+                stderr.close()
+                nodes.append(popen)
+
+            def ask(popen, line, timeout=30.0):
+                popen.stdin.write(line + "\n")
+                popen.stdin.flush()
+                answer = [None]
+
+                def read():
+                    answer[0] = popen.stdout.readline()
+                reader = threading.Thread(target=read, daemon=True)
+                reader.start()
+                reader.join(timeout)
+                if not answer[0]:
+                    raise StageError(f"raw PySyncObj process {popen.pid} did not answer {line!r}")
+                return json.loads(answer[0])
+
+            deadline = time.monotonic() + 60
+            leader = None
+            while leader is None:
+                statuses = [ask(n, "status") for n in nodes]
+                leaders = [n for n, s in zip(nodes, statuses) if s["isLeader"]]
+                if leaders and all(s["ready"] and s["leader"] for s in statuses):
+                    leader = leaders[0]
+                elif time.monotonic() > deadline:
+                    raise StageError(f"raw PySyncObj elected no leader in 60 s: {statuses}")
+                else:
+                    time.sleep(0.2)
+            applied_before = [ask(n, "status")["applied"] for n in nodes]
+            pids = [n.pid for n in nodes]
+            busy_before, own_before = system_busy_seconds(), cpu_seconds([os.getpid()])
+            cpu_before, started = {p: cpu_seconds([p]) for p in pids}, time.monotonic()
+            result = ask(leader, f"load {a.raw_commands} {a.raw_window} {RECORD_BYTES}",
+                         timeout=max(60.0, a.raw_commands / 500.0 + 30))
+            wall = time.monotonic() - started
+            cpu = {p: cpu_seconds([p]) - cpu_before[p] for p in pids}
+            result["cpuCores"] = {str(p): round(c / wall, 2) for p, c in cpu.items()}
+            result["foreignCpuCores"] = round(max(0.0, system_busy_seconds() - busy_before - sum(cpu.values())
+                                                  - (cpu_seconds([os.getpid()]) - own_before)) / wall, 2)
+            # Every process applies every committed command.
+            deadline = time.monotonic() + 30
+            while True:
+                applied = [ask(n, "status")["applied"] - b for n, b in zip(nodes, applied_before)]
+                if min(applied) >= result["succeeded"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            result["appliedPerProcess"] = applied
+            result["leaderPid"] = leader.pid
+            out["leader"] = result
+            log(f"  raw PySyncObj: {result['commitsPerSecond']:.0f} commits/s ({result['succeeded']} of "
+                f"{result['submitted']}, window {a.raw_window}), applied per process {applied}")
+            if result["succeeded"] == 0:
+                raise StageError(f"raw PySyncObj committed nothing: {result}")
+            if min(applied) < result["succeeded"]:
+                raise StageError(f"raw PySyncObj: a process applied only {min(applied)} of {result['succeeded']}")
+        finally:
+            for popen in nodes:
+                try:
+                    popen.stdin.write("quit\n")
+                    popen.stdin.flush()
+                except (OSError, ValueError):
+                    pass
+            for popen in nodes:
+                try:
+                    popen.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+                PROCESSES.stop_popen(popen)
+
+    # etcd ------------------------------------------------------------------------------------------------
+
+    def stage_etcd(self):
+        import base64
+
+        a = self.args
+        out = self.results.setdefault("etcd", {})
+        binary = ensure_package("etcd", "etcd-server")
+        if binary is None:
+            out["skipped"] = "etcd could not be installed (apt-get install -y etcd-server failed)"
+            log("etcd: could not be installed; going on without it")
+            return
+        out["version"] = tool_version([binary, "--version"])
+        directory = os.path.join(self.workdir, "etcd")
+        members = [{"name": f"m{i + 1}", "client": free_port(), "peer": free_port()} for i in range(3)]
+        initial = ",".join(f"{m['name']}=http://{HOST}:{m['peer']}" for m in members)
+        popens = []
+        try:
+            for m in members:
+                log_path = os.path.join(directory, f"{m['name']}.log")
+                os.makedirs(directory, exist_ok=True)
+                with open(log_path, "ab") as log_file:
+                    popen = PROCESSES.add(subprocess.Popen(
+                        [binary, "--name", m["name"], "--data-dir", os.path.join(directory, m["name"]),
+                         "--listen-client-urls", f"http://{HOST}:{m['client']}",
+                         "--advertise-client-urls", f"http://{HOST}:{m['client']}",
+                         "--listen-peer-urls", f"http://{HOST}:{m['peer']}",
+                         "--initial-advertise-peer-urls", f"http://{HOST}:{m['peer']}",
+                         "--initial-cluster", initial, "--initial-cluster-token", "registry-bench",
+                         "--initial-cluster-state", "new", "--logger", "zap", "--log-level", "warn"],
+                        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+                m["pid"] = popen.pid
+                m["url"] = f"http://{HOST}:{m['client']}"
+                m["log"] = log_path
+                popens.append(popen)
+            http = requests.Session()
+            deadline = time.monotonic() + 60
+            leader_id = None
+            statuses = {}
+            while True:
+                try:
+                    for m in members:
+                        status = http.post(m["url"] + "/v3/maintenance/status", json={}, timeout=2).json()
+                        statuses[m["name"]] = status
+                        m["id"] = status["header"]["member_id"]
+                    leaders = {s.get("leader") for s in statuses.values()}
+                    if len(leaders) == 1 and None not in leaders and "0" not in leaders:
+                        leader_id = leaders.pop()
+                        break
+                except (requests.RequestException, ValueError, KeyError):
+                    pass
+                if any(p.poll() is not None for p in popens) or time.monotonic() > deadline:
+                    raise StageError("etcd did not form a cluster: " + " ".join(
+                        f"\n--- {m['log']}\n{tail(m['log'])}" for m in members))
+                time.sleep(0.2)
+            leader = next(m for m in members if m["id"] == leader_id)
+            follower = next(m for m in members if m is not leader)
+            out["members"] = {"leader": leader["url"], "follower": follower["url"]}
+
+            def b64(data):
+                return base64.b64encode(data).decode()
+
+            with open(self.files["one"], "rb") as f:
+                one = f.read()
+            with open(self.files["list"], "rb") as f:
+                listing = f.read()
+            for key, value in ((b"/bench/read/one", one), (b"/bench/read/list", listing)):
+                response = http.post(leader["url"] + "/v3/kv/put", json={"key": b64(key), "value": b64(value)},
+                                     timeout=10)
+                if response.status_code != 200:
+                    raise StageError(f"etcd put of {key!r} answered {response.status_code}: {response.text[:300]}")
+            time.sleep(0.5)  # the follower applies them
+            wrk = self.wrk(None)
+            pids = [m["pid"] for m in members]
+            puts = out.setdefault("puts", {})
+            for where, m in (("leader", leader), ("follower", follower)):
+                for connections in (1, a.connections):
+                    url = m["url"] + "/v3/kv/put"
+                    if a.warmup:
+                        wrk.run(url, connections=connections, duration=a.warmup, script=PUT_LUA,
+                                script_args=[f"warm{where[0]}{connections}", 0, "etcd"], auth=False,
+                                label="warm-up")
+                    puts[f"{where}C{connections}"] = wrk.run(
+                        url, connections=connections, duration=a.duration, script=PUT_LUA,
+                        script_args=[f"e{where[0]}{connections}", 0, "etcd"], watch_pids=pids, auth=False,
+                        label=f"etcd put at {where} c{connections}")
+            ranges = out.setdefault("ranges", {})
+            for key, name in (("one", b"/bench/read/one"), ("list", b"/bench/read/list")):
+                body = json.dumps({"key": b64(name), "serializable": True}, separators=(",", ":"))
+                probe = http.post(follower["url"] + "/v3/kv/range", data=body, timeout=10).json()
+                if base64.b64decode(probe["kvs"][0]["value"]) != (one if key == "one" else listing):
+                    raise StageError(f"etcd range of {name!r} did not return the bytes put")
+                ranges[key] = wrk.run(follower["url"] + "/v3/kv/range", connections=a.connections,
+                                      duration=a.duration, script=GET_LUA, script_args=[body], watch_pids=pids,
+                                      auth=False, label=f"etcd serializable range {key} at follower "
+                                                        f"c{a.connections}")
+        finally:
+            for popen in popens:
+                PROCESSES.stop_popen(popen)
+
+    # scale -------------------------------------------------------------------------------------------------
+
+    def stage_scale(self):
+        a = self.args
+        out = self.results.setdefault("scale", {"instances": a.instances})
+        cluster = Registry(self.workdir, "scale").start()
+        try:
+            leader = cluster.leader()
+            follower = next(p for p in cluster.peers if p is not leader)
+            time.sleep(1.0)
+            rss_before = cluster.rss()
+            out["rssBeforeBytes"] = rss_before
+            log(f"scale: registering {a.instances} instances at the leader ({a.connections} connections)")
+            wrk = self.wrk(cluster.token)
+            started = time.monotonic()
+            stop_file = os.path.join(self.workdir, "scale-quota-sent")
+            load = wrk.run(leader.url + "/registry-svc/instance", connections=a.connections,
+                           duration=a.instances / 100 + 60, script=PUT_LUA,
+                           script_args=["scale", a.instances, "registry", stop_file], stop_file=stop_file,
+                           watch_pids=[p.pid for p in cluster.peers], label=f"scale registration c{a.connections}")
+            out["registration"] = load
+            # Top up what the wrk run left out (failed requests, the requests in flight at its stop).
+            index = cluster.state_index(leader)
+            status, body, _, _ = cluster.list_instances(follower, "?slug=bench-scale")
+            have = {r["id"] for r in json.loads(body)["instances"]} if status == 200 else set()
+            missing = [n for n in range(1, a.instances + 1) if f"i-scale-0-{n}" not in have]
+            if missing:
+                log(f"scale: topping up {len(missing)} instances")
+                cluster.put_many(leader, [record_body("scale", 0, n) for n in missing])
+            out["registrationSeconds"] = round(time.monotonic() - started, 1)
+            out["toppedUp"] = len(missing)
+            index = cluster.state_index(leader)
+            for peer in cluster.peers:
+                deadline = time.monotonic() + 60
+                while cluster.state_index(peer) < index:
+                    if time.monotonic() > deadline:
+                        raise StageError(f"{peer.url} did not catch up with the registrations")
+                    time.sleep(0.1)
+            counts = {}
+            for peer in cluster.peers:
+                status, body, _, _ = cluster.list_instances(peer, "?slug=bench-scale")
+                counts[peer.index] = len(json.loads(body)["instances"]) if status == 200 else None
+            out["countsPerPeer"] = counts
+            if any(c != a.instances for c in counts.values()):
+                raise StageError(f"not every peer holds {a.instances} instances: {counts}")
+            time.sleep(2.0)
+            rss_after = cluster.rss()
+            out["rssAfterBytes"] = rss_after
+            per_peer = {i: (rss_after[i] - rss_before[i]) / a.instances for i in rss_after
+                        if rss_after[i] is not None and rss_before[i] is not None}
+            out["rssPerInstanceBytes"] = {str(i): round(v) for i, v in per_peer.items()}
+            out["rssPerInstanceBytesMean"] = round(statistics.mean(per_peer.values()))
+            out["rssPerInstanceBytesMax"] = round(max(per_peer.values()))
+            # Full-list latency at a follower (sequential GETs), and a one-instance filter at this size.
+            full, one = [], []
+            size = 0
+            for _ in range(a.list_samples):
+                status, body, _, seconds = cluster.list_instances(follower)
+                if status != 200:
+                    raise StageError(f"the full list at a follower answered {status}")
+                full.append(seconds * 1000)
+                size = len(body)
+                status, _, _, seconds = cluster.list_instances(follower, f"?id=i-scale-0-{a.instances // 2}")
+                one.append(seconds * 1000)
+            out["fullListMs"] = {"median": round(statistics.median(full), 1), "max": round(max(full), 1),
+                                 "samples": len(full), "bytes": size}
+            out["oneInstanceFilterMs"] = {"median": round(statistics.median(one), 1), "max": round(max(one), 1)}
+            log(f"  RSS per instance {out['rssPerInstanceBytes']} B; full list {out['fullListMs']['median']} ms "
+                f"({size} bytes); one-instance filter {out['oneInstanceFilterMs']['median']} ms")
+            out["restart"] = self.full_restart(cluster, a.instances)
+            log(f"  full-cluster restart: every peer serves all {a.instances} instances after "
+                f"{out['restart']['servingSeconds']} s")
+        except StageError as error:
+            raise StageError(f"{error}\n{cluster.log_tails()}") from None
+        finally:
+            cluster.stop()
+
+    def full_restart(self, cluster, instances):
+        """Stop every peer (SIGTERM), start them all, and time until each serves every instance."""
+        probe = f"?id=i-scale-0-{instances}"
+        index = max(cluster.state_index(p) for p in cluster.peers)
+        stop_started = time.monotonic()
+        cluster.local.stop(only_started_here=True)
+        stopped = time.monotonic() - stop_started
+        started = time.monotonic()
+        for peer in cluster.peers:
+            cluster.local.start_peer(peer)
+        waiting = {p.index: p for p in cluster.peers}
+        ready_at = {}
+        deadline = started + 300
+        while waiting:
+            for key, peer in list(waiting.items()):
+                if peer.process.poll() is not None:
+                    raise StageError(f"{peer.url} exited during the restart:\n{tail(peer.log_path)}")
+                try:
+                    if cluster.session().get(peer.url + "/readyz", timeout=2).status_code != 200:
+                        continue
+                    status, body, at_index, _ = cluster.list_instances(peer, probe, timeout=10)
+                except requests.RequestException:
+                    continue
+                if status == 200 and at_index >= index and json.loads(body)["instances"]:
+                    ready_at[key] = round(time.monotonic() - started, 2)
+                    del waiting[key]
+            if time.monotonic() > deadline:
+                raise StageError(f"peers {sorted(waiting)} did not serve all instances within 300 s of a restart")
+            time.sleep(0.05)
+        serving = round(time.monotonic() - started, 2)
+        counts = {}
+        for peer in cluster.peers:
+            status, body, _, _ = cluster.list_instances(peer, "?slug=bench-scale")
+            counts[peer.index] = len(json.loads(body)["instances"]) if status == 200 else None
+        if any(c != instances for c in counts.values()):
+            raise StageError(f"after the restart not every peer lists {instances} instances: {counts}")
+        return {"stopSeconds": round(stopped, 2), "servingSeconds": serving, "perPeerSeconds": ready_at,
+                "countsPerPeer": counts, "indexBefore": index,
+                "dumpBytesPerPeer": {p.index: _size(os.path.join(p.data_dir, "raft.dump")) for p in cluster.peers},
+                "journalBytesPerPeer": {p.index: _size(os.path.join(p.data_dir, "raft.journal"))
+                                        for p in cluster.peers}}
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+# -- the report --------------------------------------------------------------------------------------------
+
+def get(document, *path):
+    for key in path:
+        if not isinstance(document, dict) or key not in document:
+            return None
+        document = document[key]
+    return document
+
+
+def fmt(value, digits=0, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    else:
+        text = f"{value:,}"
+    return text + unit
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def goals(results, connections):
+    """(goal, measured, target, ratio text, met) rows for issue 8's Goals."""
+    rows = []
+    c = connections
+    follower = get(results, "registry", "writes", f"followerC{c}")
+    bare_put = get(results, "bare", "writes", f"c{c}")
+    etcd_put = get(results, "etcd", "puts", f"followerC{c}")
+    if follower and bare_put:
+        r = ratio(follower["requestsPerSecond"], bare_put["requestsPerSecond"])
+        rows.append((f"writes at a follower (c{c}) ≥ 0.7 × bare waitress JSON handler (c{c})",
+                     f"{follower['requestsPerSecond']:,.0f} vs {bare_put['requestsPerSecond']:,.0f} req/s",
+                     "≥ 0.70×", f"{r:.2f}×", r >= 0.7))
+    if follower and etcd_put:
+        r = ratio(follower["requestsPerSecond"], etcd_put["requestsPerSecond"])
+        rows.append((f"writes at a follower (c{c}) ≥ 0.4 × etcd gateway put at a follower (c{c})",
+                     f"{follower['requestsPerSecond']:,.0f} vs {etcd_put['requestsPerSecond']:,.0f} req/s",
+                     "≥ 0.40×", f"{r:.2f}×", r >= 0.4))
+    if follower:
+        failed = sum(get(results, "registry", "writes", k, "failed") or 0
+                     for k in ("leaderC1", f"leaderC{c}", "followerC1", f"followerC{c}"))
+        rows.append(("0 failed write requests (all four write runs)", f"{failed}", "0", "", failed == 0))
+    for where, limit in (("leader", 2.0), ("follower", 3.0)):
+        run = get(results, "registry", "writes", f"{where}C1")
+        if run:
+            etcd_c1 = get(results, "etcd", "puts", f"{where}C1")
+            extra = f" (etcd {etcd_c1['p50Ms']:.2f} ms)" if etcd_c1 else ""
+            rows.append((f"write p50 with 1 connection at the {where} ≤ {limit:g} ms",
+                         f"{run['p50Ms']:.2f} ms{extra}", f"≤ {limit:g} ms", f"{run['p50Ms'] / limit:.2f}× of limit",
+                         run["p50Ms"] <= limit))
+    for key, what in (("one", "one-instance filtered list"), ("list", "1,000-instance list")):
+        mine = get(results, "registry", "reads", key)
+        bare = get(results, "bare", "reads", key)
+        if mine and bare:
+            r = ratio(mine["requestsPerSecond"], bare["requestsPerSecond"])
+            rows.append((f"reads at a follower, {what} (c{c}) ≥ 0.8 × bare waitress, same bytes",
+                         f"{mine['requestsPerSecond']:,.0f} vs {bare['requestsPerSecond']:,.0f} req/s",
+                         "≥ 0.80×", f"{r:.2f}×", r >= 0.8))
+    failover = get(results, "registry", "failover")
+    if failover:
+        rows.append((f"failover gap, median of {len(failover['rounds'])} ≤ 2 s",
+                     f"{failover['gapMsMedian']:,.0f} ms (max {failover['gapMsMax']:,.0f})", "≤ 2,000 ms",
+                     f"{failover['gapMsMedian'] / 2000:.2f}× of limit", failover["gapMsMedian"] <= 2000))
+    scale = results.get("scale") or {}
+    if "rssPerInstanceBytesMax" in scale:
+        worst = scale["rssPerInstanceBytesMax"]
+        rows.append((f"RSS per instance at {scale['instances']:,} instances ≤ 2 KB (worst peer)",
+                     f"{worst:,} B (per peer {', '.join(str(v) for v in scale['rssPerInstanceBytes'].values())})",
+                     "≤ 2,048 B", f"{worst / 2048:.2f}× of limit", worst <= 2048))
+    if get(scale, "restart", "servingSeconds") is not None:
+        s = scale["restart"]["servingSeconds"]
+        rows.append((f"full-cluster restart until every peer serves all {scale['instances']:,} ≤ 10 s",
+                     f"{s:.1f} s", "≤ 10 s", f"{s / 10:.2f}× of limit", s <= 10))
+    return rows
+
+
+def markdown(document):
+    results = document["results"]
+    c = document["settings"]["connections"]
+    lines = []
+    s = document["settings"]
+    lines.append(f"Benchmark of {document['startedAt']} on {document['machine']['cpus']} CPUs "
+                 f"({'smoke' if s['smoke'] else 'full'}: {s['duration']} s wrk runs after {s['warmup']} s warm-ups, "
+                 f"wrk 1 thread; {s['rounds']} failover rounds; {s['instances']:,} instances for scale; "
+                 f"records of {RECORD_BYTES} bytes)")
+    lines.append("")
+    lines.append("| # | what | conns | req/s | p50 ms | p99 ms | failed | server CPU (cores) | vs anchor |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+
+    def row(number, what, run, anchor=None, anchor_name=""):
+        if not run:
+            return
+        cpu = " / ".join(f"{v:.2f}" for v in run.get("cpuCores", {}).values())
+        versus = ""
+        if anchor:
+            versus = f"{run['requestsPerSecond'] / anchor['requestsPerSecond']:.2f}× {anchor_name}"
+        lines.append(f"| {number} | {what} | {run['connections']} | {run['requestsPerSecond']:,.0f} | "
+                     f"{run['p50Ms']:.2f} | {run['p99Ms']:.2f} | {run['failed']} | {cpu} | {versus} |")
+
+    bare_w = get(results, "bare", "writes") or {}
+    etcd_p = get(results, "etcd", "puts") or {}
+    for where in ("leader", "follower"):
+        for conns in (1, c):
+            run = get(results, "registry", "writes", f"{where}C{conns}")
+            row(1, f"registry PUT instance at the {where}", run, bare_w.get(f"c{conns}"), "bare")
+    raw = get(results, "raw", "leader")
+    if raw:
+        lat = raw.get("latencyMs") or {}
+        lines.append(f"| 2 | raw PySyncObj, async commands at the leader (window {raw['window']}) | – | "
+                     f"{raw['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
+                     f"{raw['failed'] + raw.get('unsettled', 0)} | "
+                     f"{' / '.join(f'{v:.2f}' for v in raw['cpuCores'].values())} | |")
+    for conns in (1, c):
+        row(3, "bare waitress + Flask PUT (parse JSON, 201)", bare_w.get(f"c{conns}"))
+    for key, what in (("one", "one-instance list"), ("list", "1,000-instance list")):
+        row(3, f"bare waitress + Flask GET, {what} bytes", get(results, "bare", "reads", key))
+    for key, what in (("one", "one-instance filtered list"), ("list", "1,000-instance list")):
+        row(4, f"registry GET {what} at a follower", get(results, "registry", "reads", key),
+            get(results, "bare", "reads", key), "bare")
+    for where in ("leader", "follower"):
+        for conns in (1, c):
+            row(5, f"etcd put at the {where} (JSON gateway)", etcd_p.get(f"{where}C{conns}"))
+    for key, what in (("one", "one-instance list bytes"), ("list", "1,000-instance list bytes")):
+        row(5, f"etcd serializable range at a follower, {what}", get(results, "etcd", "ranges", key),
+            get(results, "bare", "reads", key), "bare")
+    if get(results, "etcd", "skipped"):
+        lines.append(f"| 5 | etcd | | | | | | | skipped: {results['etcd']['skipped']} |")
+    failover = get(results, "registry", "failover")
+    if failover:
+        gaps = ", ".join(f"{r['gapMs']:.0f}" for r in failover["rounds"])
+        lines.append(f"| 6 | failover: gap between acknowledged writes around a kill -9 of the leader "
+                     f"(writes every 20 ms at a survivor) | | | median {failover['gapMsMedian']:,.0f} ms | "
+                     f"max {failover['gapMsMax']:,.0f} ms | "
+                     f"{sum(r['failed'] for r in failover['rounds'])} | | rounds: {gaps} ms |")
+    scale = results.get("scale") or {}
+    if "rssPerInstanceBytes" in scale:
+        lines.append(f"| 7 | scale: RSS per instance at {scale['instances']:,} (per peer) | | | | | | | "
+                     f"{', '.join(f'{v:,} B' for v in scale['rssPerInstanceBytes'].values())} |")
+        reg = scale.get("registration") or {}
+        if reg:
+            lines.append(f"| 7 | scale: registration at the leader | {reg['connections']} | "
+                         f"{reg['requestsPerSecond']:,.0f} | {reg['p50Ms']:.2f} | {reg['p99Ms']:.2f} | {reg['failed']} | "
+                         f"{' / '.join(f'{v:.2f}' for v in reg.get('cpuCores', {}).values())} | "
+                         f"{scale['registrationSeconds']} s in all, {scale['toppedUp']} topped up |")
+        lines.append(f"| 7 | scale: full list at a follower ({scale['fullListMs']['bytes']:,} bytes), "
+                     f"{scale['fullListMs']['samples']} sequential GETs | 1 | | {scale['fullListMs']['median']:,.1f} | "
+                     f"max {scale['fullListMs']['max']:,.1f} | | | |")
+        lines.append(f"| 7 | scale: one-instance filtered list at {scale['instances']:,} | 1 | | "
+                     f"{scale['oneInstanceFilterMs']['median']:,.1f} | max {scale['oneInstanceFilterMs']['max']:,.1f} "
+                     f"| | | |")
+    if get(scale, "restart"):
+        r = scale["restart"]
+        lines.append(f"| 7 | scale: full-cluster restart (SIGTERM all, start all) until every peer serves all | | | "
+                     f"{r['servingSeconds']:.2f} s | | | | per peer {r['perPeerSeconds']} s |")
+    lines.append("")
+    rows = goals(results, c)
+    if rows:
+        lines.append("| goal (issue 8) | measured | target | ratio | met |")
+        lines.append("|---|---|---|---|---|")
+        for goal, measured, target, r, met in rows:
+            lines.append(f"| {goal} | {measured} | {target} | {r} | {'yes' if met else '**no**'} |")
+        lines.append("")
+    follower = get(results, "registry", "writes", f"followerC{c}")
+    if follower and raw:
+        lines.append(f"Registry writes at a follower (c{c}) are "
+                     f"{follower['requestsPerSecond'] / raw['commitsPerSecond']:.2f}× raw PySyncObj's commits/s; "
+                     f"group commit packed {follower.get('commandsPerEntry')} writes per Raft entry there.")
+    foreign = [run.get("foreignCpuCores", 0) for run in _runs(results)]
+    if foreign:
+        lines.append(f"CPU used by other processes during the wrk runs: up to {max(foreign):.2f} cores "
+                     f"(median {statistics.median(foreign):.2f}); above ~0.2 the numbers were disturbed.")
+    if document["errors"]:
+        lines.append("")
+        for stage, error in document["errors"].items():
+            lines.append(f"**stage {stage} broke:** {error.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def _runs(node):
+    if isinstance(node, dict):
+        if "foreignCpuCores" in node and "requestsPerSecond" in node:
+            yield node
+        for value in node.values():
+            yield from _runs(value)
+
+
+# -- main -----------------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="everything very briefly (CI); etcd skipped")
+    parser.add_argument("--with-etcd", action="store_true", help="also measure etcd 3.4 (installs etcd-server)")
+    parser.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages of {', '.join(STAGES)}")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10; smoke 1)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up before a run (default 2; smoke 0)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, help="failover rounds (default 5; smoke 1)")
+    parser.add_argument("--instances", type=int, help="instances for the scale stage (default 100000; smoke 1000)")
+    parser.add_argument("--list-size", type=int, default=1000, help="instances in the listed reads")
+    parser.add_argument("--list-samples", type=int, help="full-list GETs at scale (default 5; smoke 2)")
+    parser.add_argument("--raw-commands", type=int, help="raw PySyncObj commands (default 50000; smoke 2000)")
+    parser.add_argument("--raw-window", type=int, default=1000, help="raw PySyncObj commands outstanding")
+    parser.add_argument("--json-out", help="where to write the JSON document (default: a file in the tmp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (data dirs, logs)")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    defaults = {"duration": (10.0, 1.0), "warmup": (2.0, 0.0), "rounds": (5, 1), "instances": (100000, 1000),
+                "list_samples": (5, 2), "raw_commands": (50000, 2000)}
+    for name, (full, brief) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, brief if smoke else full)
+    args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.stages) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    if "etcd" in args.stages and (smoke or not args.with_etcd):
+        args.stages.remove("etcd")
+    if args.json_out is None:
+        args.json_out = os.path.join(tempfile.gettempdir(),
+                                     f"registry-bench-{time.strftime('%Y%m%d-%H%M%S')}{'-smoke' if smoke else ''}.json")
+    return args
+
+
+def git_revision():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    def terminate(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
+
+    wrk_binary = ensure_package("wrk", "wrk")
+    if wrk_binary is None:
+        print("bench: wrk is missing and could not be installed (apt-get install -y wrk, as root)", file=sys.stderr)
+        return 1
+    from importlib.metadata import version
+
+    def package_version(name):
+        try:
+            return version(name)
+        except Exception:
+            return None
+
+    workdir = tempfile.mkdtemp(prefix="registry-bench-")
+    document = {
+        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()]},
+        "versions": {"registry": git_revision(), "pysyncobj": package_version("pysyncobj"),
+                     "flask": package_version("flask"), "waitress": package_version("waitress"),
+                     "wrk": tool_version([wrk_binary, "--version"])},
+        "settings": {"smoke": args.smoke, "duration": args.duration, "warmup": args.warmup,
+                     "connections": args.connections, "rounds": args.rounds, "instances": args.instances,
+                     "listSize": args.list_size, "rawCommands": args.raw_commands, "rawWindow": args.raw_window,
+                     "stages": args.stages, "recordBytes": RECORD_BYTES, "peerArgs": PEER_ARGS,
+                     "bareThreads": BARE_THREADS},
+        "results": {},
+        "errors": {},
+    }
+    bench = Bench(args, workdir, wrk_binary)
+    bench.results = document["results"]
+    interrupted = False
+    started = time.monotonic()
+    try:
+        for stage in STAGES:
+            if stage not in args.stages:
+                continue
+            log(f"stage {stage}")
+            stage_started = time.monotonic()
+            try:
+                getattr(bench, f"stage_{stage}")()
+            except (StageError, requests.RequestException, OSError, ValueError, KeyError,
+                    subprocess.SubprocessError) as error:
+                document["errors"][stage] = f"{type(error).__name__}: {error}"
+                log(f"stage {stage} broke: {error}")
+            finally:
+                document["results"].setdefault(stage, {})["stageSeconds"] = round(time.monotonic() - stage_started, 1)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: stopping everything started")
+    finally:
+        PROCESSES.stop_all()
+        document["seconds"] = round(time.monotonic() - started, 1)
+        document["machine"]["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
+        if args.keep or document["errors"]:
+            document["workdir"] = workdir
+            log(f"working directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return 130
+    table = markdown(document)
+    document["markdown"] = table
+    with open(args.json_out, "w", encoding="utf-8") as out:
+        json.dump(document, out, indent=2)
+    print(table)
+    print()
+    print(json.dumps(document))
+    log(f"JSON written to {args.json_out}; {document['seconds']} s in all")
+    return 1 if document["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
