@@ -202,10 +202,7 @@ def _run_in_foreground(local):
 @cluster.command(help="Stop the peers of a local cluster, by pid.")
 @click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True)
 def down(data_dir):
-    try:
-        local = LocalCluster.load(data_dir)
-    except ConfigurationError as error:
-        raise click.ClickException(str(error))
+    local = _load_local(data_dir)
     running = [p for p in local.peers if local.is_running(p)]
     local.stop()
     click.echo(f"stopped {len(running)} peer(s) of {local.data_dir}")
@@ -214,11 +211,14 @@ def down(data_dir):
 @cluster.command(help="Show each peer of a local cluster: state, leader and indexes.")
 @click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True)
 def status(data_dir):
+    _print_status(_load_local(data_dir))
+
+
+def _load_local(data_dir, hint=""):
     try:
-        local = LocalCluster.load(data_dir)
+        return LocalCluster.load(data_dir)
     except ConfigurationError as error:
-        raise click.ClickException(str(error))
-    _print_status(local)
+        raise click.ClickException(f"{error}{hint}")
 
 
 def _print_status(local):
@@ -246,10 +246,7 @@ def snapshot():
 @click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True, help="A local cluster's directory.")
 def save_snapshot(file, url, token, data_dir):
     if url is None or token is None:
-        try:
-            local = LocalCluster.load(data_dir)
-        except ConfigurationError as error:
-            raise click.ClickException(f"{error}; or give --url and --token")
+        local = _load_local(data_dir, "; or give --url and --token")
         url = url or local.peers[0].url
         token = token or local.admin_token
     status, body = http_json(url.rstrip("/") + "/registry-svc/snapshot", timeout=60,

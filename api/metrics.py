@@ -14,7 +14,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from registry.permissions import NODE_VIEW
 
 from .auth import requires
-from .results import current_peer
 
 blueprint = Blueprint("metrics", __name__)
 

@@ -9,8 +9,9 @@ the command says, so apply stays free of clocks.
 import hashlib
 
 from .durations import parse_seconds
-from .errors import FORBIDDEN, NOT_FOUND, failure, ok
-from .permissions import INSTANCE_EDIT, SYSTEM, grants, missing
+from .errors import FORBIDDEN, failure, ok
+from .instances import checked_instance
+from .permissions import INSTANCE_EDIT, SYSTEM
 from .timestamps import format_ns, parse_ns
 
 HEALTHY, DEGRADED, UNREACHABLE, ERROR = "Healthy", "Degraded", "Unreachable", "Error"
@@ -110,16 +111,9 @@ def apply_renewals(state, command):
 
 
 def _renew(state, renewal):
-    who = renewal.get("caller", SYSTEM)
-    granted = grants(state.permits, who)
-    if INSTANCE_EDIT not in granted:
-        return failure(FORBIDDEN, missing(INSTANCE_EDIT))
-    record = state.instances.get(renewal["id"])
-    if record is None:
-        return failure(NOT_FOUND, "Service Not Found")
-    if not granted[INSTANCE_EDIT] and record.get("slug") != who["slug"]:
-        return failure(FORBIDDEN, f"instance {record['id']} belongs to slug '{record.get('slug', '')}', "
-                                  f"not to '{who['slug']}'; only its owner may renew it")
+    record, refusal = checked_instance(state, renewal.get("caller", SYSTEM), INSTANCE_EDIT, renewal["id"])
+    if refusal:
+        return refusal
     record = _with_status(record, renewal.get("status", HEALTHY), renewal["at"])
     if "details" in renewal:
         record["details"] = renewal["details"]

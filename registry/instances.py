@@ -52,12 +52,7 @@ def validate_registration(body):
         value = f.string(body, name, max_length=2048 if name == "nodeUrl" else 256)
         if value is not None:
             out[name] = value
-    status = f.string(body, "status", max_length=32)
-    if status is not None:
-        out["status"] = validate_status(status)
-    details = f.string(body, "details", max_length=16384, multiline=True, allow_empty=True)
-    if details is not None:
-        out["details"] = details
+    out.update(_status_and_details(body))
     tags = f.string_list(body, "tags", max_items=64, max_length=256)
     if tags is not None:
         out["tags"] = tags
@@ -77,6 +72,10 @@ def validate_heartbeat(body):
         return {}
     f.require_object(body)
     f.reject_unknown(body, HEARTBEAT_FIELDS)
+    return _status_and_details(body)
+
+
+def _status_and_details(body):
     out = {}
     status = f.string(body, "status", max_length=32)
     if status is not None:
@@ -283,15 +282,22 @@ def apply_register(state, command):
     return ok(id=instance_id, created=existing is None)
 
 
-def apply_remove(state, command):
-    who = command.get("caller", SYSTEM)
+def checked_instance(state, who, permission, instance_id):
+    """(the instance `who` may act on with `permission`, None), or (None, the failure to answer)."""
     granted = grants(state.permits, who)
-    if INSTANCE_DELETE not in granted:
-        return failure(FORBIDDEN, missing(INSTANCE_DELETE))
-    record = state.instances.get(command["id"])
+    if permission not in granted:
+        return None, failure(FORBIDDEN, missing(permission))
+    record = state.instances.get(instance_id)
     if record is None:
-        return failure(NOT_FOUND, "Service Not Found")
-    if not granted[INSTANCE_DELETE] and record.get("slug") != who["slug"]:
-        return _owner_refusal(record, who)
+        return None, failure(NOT_FOUND, "Service Not Found")
+    if not granted[permission] and record.get("slug") != who["slug"]:
+        return None, _owner_refusal(record, who)
+    return record, None
+
+
+def apply_remove(state, command):
+    record, refusal = checked_instance(state, command.get("caller", SYSTEM), INSTANCE_DELETE, command["id"])
+    if refusal:
+        return refusal
     state.drop_instance(record)
     return ok(id=record["id"])
