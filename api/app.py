@@ -2,7 +2,7 @@
 
 from flask import Flask, g
 
-from . import auth, consistency, instances, metrics, nodes, operations, permits
+from . import auth, consistency, instances, logs, metrics, nodes, operations, permits
 from .errors import register_error_handlers
 from .tokens import signing_key
 
@@ -14,6 +14,7 @@ def create_app(peer):
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.extensions["registry_peer"] = peer
+    logs.install(app)
     for module in (instances, nodes, operations, permits):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)

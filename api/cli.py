@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 
 import click
@@ -23,15 +22,11 @@ from registry.permissions import ADMIN_ROLE, USER_ROLE
 from registry.state import RegistryState
 
 from . import tokens
+from .logs import configure as configure_logging
 
 DEFAULT_CLUSTER_DIR = os.path.join(os.path.expanduser("~"), ".local", "share", "registry-svc", "cluster")
 # The admin token `cluster up` hands out for a local cluster.
 LOCAL_ADMIN_TOKEN_TTL_SECONDS = 30 * 86400
-
-
-def _setup_logging(level):
-    logging.basicConfig(level=getattr(logging, level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 def _address(value, what):
@@ -83,12 +78,19 @@ def main():
               show_default=True, help="Seconds a TCP check may take before the instance counts as Unreachable.")
 @click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", envvar="REGISTRY_LOG_FORMAT", default="text", show_default=True,
+              type=click.Choice(["text", "json"]), help="One line per event: text for people, json for machines.")
+@click.option("--access-log/--no-access-log", envvar="REGISTRY_ACCESS_LOG", default=True, show_default=True,
+              help="A line per HTTP request, with its request id.")
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
-          max_blocking_reads, compact_after_entries, scan_interval, scan_timeout, log_level):
+          max_blocking_reads, compact_after_entries, scan_interval, scan_timeout, log_level, log_format,
+          access_log):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
-    _setup_logging(log_level)
+    configure_logging(log_level, log_format)
+    if not access_log:
+        logging.getLogger("registry.access").setLevel(logging.WARNING)
     _address(raft_address, "--raft-address")
     _address(http_address, "--http-address")
     peers = tuple(p.strip() for p in raft_peers.split(",") if p.strip())

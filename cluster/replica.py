@@ -48,27 +48,37 @@ class ContactTrackingTransport(TCPTransport):
             if node.id != self.last_leader_seen:
                 self.last_leader_seen = node.id
                 self.leader_changes += 1
-        if kind == "next_node_idx" and message.get("success") and not message.get("reset"):
-            self._keep_next_index_from_moving_back(node, message)
+        if kind == "next_node_idx":
+            self._keep_next_index_monotonic(node, message)
         else:
             super()._onMessageReceived(node, message)
 
-    def _keep_next_index_from_moving_back(self, node, message):
-        """Work around a PySyncObj 0.3.17 defect, on the Raft thread like the handler itself.
+    def _keep_next_index_monotonic(self, node, message):
+        """Work around two PySyncObj 0.3.17 defects in the leader's nextIndex for a follower, on
+        the Raft thread like the library's own handler.
 
-        With appendEntriesUseBatch off, the leader sends entries as soon as they arrive and moves
-        a follower's nextIndex past them at once. A success reply to an earlier append then sets
-        nextIndex back to that reply's index, so the leader sends entries the follower already
-        holds, and the follower truncates and re-appends them ("truncating already-applied log
-        entries"). A success reply must never move nextIndex backwards (Raft only moves it back
-        on a rejection), so restore it after the library handled the reply.
+        The leader sends entries as soon as they arrive (appendEntriesUseBatch off), and several
+        batches per round, moving nextIndex past each batch at once. The library then sets
+        nextIndex to whatever each reply says, in arrival order:
+        - a success reply to an earlier batch moves it back, so the leader resends entries the
+          follower holds, and the follower truncates and re-appends them ("truncating
+          already-applied log entries");
+        - a rejection for a term mismatch lowers it by one, and the "log too short" rejection of
+          the next batch of the same round raises it again to the end of the follower's log: a
+          follower holding entries of an old term (a leader cut off, then healed) is sent the
+          same two batches forever and never catches up.
+        Raft moves nextIndex forward only on success and backward only on rejection; so does this.
         """
         next_index = self._syncObj._SyncObj__raftNextIndex
         before = next_index.get(node)
         super()._onMessageReceived(node, message)
         after = next_index.get(node)
-        if before is not None and after is not None and after < before:
-            next_index[node] = before
+        if before is None or after is None:
+            return
+        if message.get("reset"):
+            next_index[node] = min(before, after)
+        elif message.get("success"):
+            next_index[node] = max(before, after)
 
 
 class RegistryReplica(SyncObj):

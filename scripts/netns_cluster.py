@@ -42,25 +42,26 @@ def up(options):
         if os.path.exists(cluster.state_path):
             os.remove(cluster.state_path)
         raise
-    leader = cluster.leader(timeout=30)
     try:
+        leader = cluster.leader(timeout=30)
         print(f"run {cluster.topology.run_id}: {len(cluster.peers)} peers ready, leader {leader.name}")
         print(f"hub namespace {cluster.topology.hub} (bridge {netns.HUB_BRIDGE})")
         for peer in cluster.peers:
             print(f"  {peer.name}  namespace {peer.namespace}  {peer.url}  raft {peer.raft}  pid {peer.pid}  "
                   f"log {peer.log_path}")
-        print(f"\nadmin token (valid 24 h):\n{cluster.admin_token}\n")
         first = cluster.peers[0]
-        print(f"TOKEN={cluster.admin_token}")
+        script = os.path.abspath(__file__)
+        print(f"\nadmin token (valid 24 h):\nTOKEN={cluster.admin_token}\n")
         print(f"ip netns exec {cluster.topology.hub} curl -H \"Authorization: Bearer $TOKEN\" "
               f"{first.url}/registry-svc/cluster")
         print(f"ip netns exec {first.namespace} curl -X PUT -H \"Authorization: Bearer $TOKEN\" "
               f"{first.url}/registry-svc/instance -d '{{\"url\": \"http://my-service:8080\"}}'")
-        print(f"{sys.executable} {os.path.relpath(__file__)} cut {leader.index} --dir {options.dir}"
+        print(f"{sys.executable} {script} cut {leader.index} --dir {options.dir}"
               f"   # partition the leader; `heal {leader.index}` undoes it")
-        print(f"{sys.executable} {os.path.relpath(__file__)} down --dir {options.dir}")
+        print(f"{sys.executable} {script} status --dir {options.dir}")
+        print(f"{sys.executable} {script} down --dir {options.dir}")
     finally:
-        cluster._close_http()
+        cluster.close_http()
 
 
 def cut_or_heal(options, cut):
@@ -86,7 +87,7 @@ def status(options):
                 "appliedIndex": me.get("appliedIndex"), "stateDigest": me.get("stateDigest"),
             }))
     finally:
-        cluster._close_http()
+        cluster.close_http()
 
 
 def down(options):
@@ -112,7 +113,8 @@ def main(argv=None):
     commands.add_parser("status", help="each peer's role, indexes and state digest")
     commands.add_parser("down", help="stop the peers and delete the namespaces")
     for command in commands.choices.values():
-        command.add_argument("--dir", default=DEFAULT_DIR, help=f"where the cluster's files live (default {DEFAULT_DIR})")
+        command.add_argument("--dir", default=DEFAULT_DIR,
+                             help=f"where the cluster's files live (default {DEFAULT_DIR})")
     options = parser.parse_args(argv)
     options.dir = os.path.abspath(options.dir)
     try:
@@ -126,7 +128,7 @@ def main(argv=None):
             down(options)
     except FileNotFoundError as error:
         sys.exit(f"no namespace cluster in {options.dir}: {error.filename} does not exist (run `up` first)")
-    except (netns.NamespacesUnavailable, netns.CommandFailed, AssertionError) as error:
+    except (netns.NamespacesUnavailable, netns.CommandFailed, AssertionError, ValueError) as error:
         sys.exit(f"netns_cluster: {error}")
 
 

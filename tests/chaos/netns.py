@@ -120,7 +120,8 @@ class NamespacedSession(requests.Session):
     def request(self, *args, **kwargs):
         current = getattr(_thread_namespace, "name", None)
         if current != self.namespace:
-            raise RuntimeError(f"a request meant for namespace {self.namespace} was made from {current or 'the root namespace'}")
+            raise RuntimeError(f"a request meant for namespace {self.namespace} was made from "
+                               f"{current or 'the root namespace'}")
         return super().request(*args, **kwargs)
 
 
@@ -128,6 +129,12 @@ class Topology:
     """The namespaces, bridge and veth links of one run."""
 
     def __init__(self, run_id, count, subnet=DEFAULT_SUBNET):
+        octets = subnet.split(".")
+        # Only ever a private 10.x.y.0/24: these addresses must never mean a real machine.
+        if len(octets) != 3 or octets[0] != "10" or not all(o.isdigit() and int(o) < 256 for o in octets):
+            raise ValueError(f"the subnet must be the first three octets of a 10.x.y.0/24, got {subnet!r}")
+        if not 1 <= count <= 200:
+            raise ValueError(f"between 1 and 200 peers, not {count}")
         self.run_id = run_id
         self.count = count
         self.subnet = subnet
@@ -383,7 +390,7 @@ class NetnsCluster:
     def close(self):
         """Stop every peer, the test's own threads in the namespaces, then every namespace."""
         errors = []
-        for step in (self.stop, self._close_http, self.topology.destroy):
+        for step in (self.stop, self.close_http, self.topology.destroy):
             try:
                 step()
             except Exception as error:  # every step runs: a failed stop must not leave namespaces behind
@@ -391,7 +398,7 @@ class NetnsCluster:
         if errors:
             raise CommandFailed("cleaning up the namespace cluster: " + "; ".join(errors))
 
-    def _close_http(self):
+    def close_http(self):
         for http in self._http.values():
             http.close()
         self._http.clear()
@@ -451,7 +458,8 @@ class NetnsCluster:
         listed = {}
         for peer, answer in answers.items():
             assert isinstance(answer, requests.Response), f"{peer.name} did not answer the listing: {answer}"
-            assert answer.status_code == 200, f"{peer.name} answered the listing with {answer.status_code}: {answer.text}"
+            assert answer.status_code == 200, (
+                f"{peer.name} answered the listing with {answer.status_code}: {answer.text}")
             listed[peer] = {record["url"] for record in answer.json().get("instances") or []}
         return listed
 
@@ -470,7 +478,7 @@ class NetnsCluster:
 
         return wait_until(agreed, timeout, f"{', '.join(p.name for p in among)} to agree on a leader among them")
 
-    def wait_ready(self, peers=None, timeout=60.0):
+    def wait_ready(self, peers=None, timeout=60.0, what="peers to be ready"):
         """Wait until every given peer answers /readyz: it knows a leader and applied its commits."""
         waiting = list(peers or self.peers)
 
@@ -488,7 +496,7 @@ class NetnsCluster:
                 for p, a in answers.items() if p in waiting)
             return True
 
-        wait_until(all_ready, timeout, "peers to be ready", interval=0.1)
+        wait_until(all_ready, timeout, what, interval=0.1)
 
     def logs(self, lines=40):
         return "\n".join(f"--- {p.name} {p.log_path}\n{tail(p.log_path, lines)}" for p in self.peers)

@@ -124,13 +124,15 @@ class Writers:
                         return
                     self._in_flight += 1
                 try:
-                    self._write(session, peer, f"http://{self.prefix}-{peer.name}w{number}-{sequence}:80")
+                    write = self._write(session, peer, f"http://{self.prefix}-{peer.name}w{number}-{sequence}:80")
                 finally:
                     with self._condition:
                         self._in_flight -= 1
                         self._condition.notify_all()
-                # Paces the writers, and keeps a writer at a dead peer from spinning.
-                self._stopping.wait(self.pace_seconds)
+                # Paces the writers; a dead peer is retried less often, so that refused
+                # connections do not swamp the history.
+                refused = write.outcome == "failed" and write.status is None
+                self._stopping.wait(self.pace_seconds * (4 if refused else 1))
         finally:
             session.close()
 
@@ -153,6 +155,7 @@ class Writers:
         write = Write(url, peer.index, started, time.monotonic(), status, outcome, detail)
         with self._condition:
             self.history.append(write)
+        return write
 
     # -- what happened -------------------------------------------------------------------------
 
@@ -213,8 +216,9 @@ def _caused_by(error, kind):
         seen.add(id(error))
         if isinstance(error, kind):
             return True
-        nested = [getattr(error, "reason", None)] + [a for a in getattr(error, "args", ()) if isinstance(a, BaseException)]
-        error = next((e for e in nested if isinstance(e, BaseException)), None) or error.__context__
+        # requests wraps urllib3's MaxRetryError in args; MaxRetryError keeps the cause in `reason`.
+        nested = [getattr(error, "reason", None), *getattr(error, "args", ()), error.__context__]
+        error = next((e for e in nested if isinstance(e, BaseException)), None)
     return False
 
 
@@ -283,3 +287,13 @@ def record_figures(scenario, writers, found_urls, **extra):
     scenario_figures.append(figures)
     print(f"chaos figures ({RESULTS_PATH}): {json.dumps(figures)}")
     return figures
+
+
+def found_at_leader(cluster):
+    """The instance urls the current leader lists, for figures when the peers never converged."""
+    try:
+        leader = cluster.leader(timeout=10)
+        return cluster.instance_urls([leader])[leader]
+    except Exception as error:  # figures are best effort here: the test's own failure is what matters
+        print(f"no leader's listing for the figures: {error}")
+        return set()
