@@ -25,6 +25,10 @@ _HANDLERS = {
 }
 
 
+def _by_id(record):
+    return record["id"]
+
+
 class RegistryState:
     def __init__(self):
         self.instances = {}  # id -> record
@@ -68,7 +72,12 @@ class RegistryState:
             if filters.get("slug", own_slug) != own_slug:
                 return []
             filters = dict(filters, slug=own_slug)
-        return [r for _, r in sorted(self.instances.items()) if instances.matches(r, filters)]
+        if "id" in filters:
+            # The common lookup by id needs no scan.
+            record = self.instances.get(filters["id"])
+            return [record] if record is not None and instances.matches(record, filters) else []
+        # Filter first, then order only what matched (sorting 100,000 records per read costs).
+        return sorted((r for r in self.instances.values() if instances.matches(r, filters)), key=_by_id)
 
     def list_nodes(self, ids=None):
         return nodes.select((r for _, r in sorted(self.nodes.items())), ids)

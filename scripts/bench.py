@@ -9,18 +9,29 @@ and a JSON document (also written to --json-out).
 
 Stages (--only picks some):
   registry  1000 instances seeded; reads at a follower (one-instance filter, 1,000-instance
-            list); writes (distinct 300-byte records) at the leader and a follower with 1 and
-            --connections connections; failover (a write every 20 ms at a survivor while the
-            leader is killed -9; --rounds rounds, the killed peer restarted between rounds)
-  bare      bare Flask + waitress (16 threads): PUT parsing the same JSON body -> 201, and GETs
-            answering the follower's exact list bytes
-  raw       raw PySyncObj, 3 processes, the registry's settings: async commands of 300 bytes
+            list; 1 and --connections connections); writes (distinct 300-byte records) at the
+            leader and a follower with 1 and --connections connections; failover (a write every
+            20 ms at a survivor while the leader is killed -9; --rounds rounds, the killed peer
+            restarted between rounds)
+  bare      bare Flask + waitress (16 threads, the registry's default): PUT parsing the same
+            JSON body -> 201, and GETs answering the follower's exact list bytes
+  raw       raw PySyncObj, 3 processes, the registry's settings and password: 300-byte commands
+            one at a time (the engine's commit latency) and --raw-window at a time (commits/s);
+            then, for context only, the same with PySyncObj's default append-entries batching
   etcd      (--with-etcd) 3 members: put and serializable range of the same bytes via /v3/kv
   scale     a fresh cluster with --instances instances: RSS per instance, list latency at a
             follower, full-cluster restart until every peer serves them all again
 
-    python scripts/bench.py [--duration 10] [--with-etcd] [--json-out FILE]
-    python scripts/bench.py --smoke          # everything very briefly; exits non-zero if a stage breaks
+Registry peers run with their defaults except `--scan-interval 86400` (TCP scans of thousands
+of made-up hosts would otherwise fire at random moments of the runs; bench_scan.py measures
+scans); --peer-arg adds serve flags (e.g. --peer-arg=--no-access-log). Each wrk run reports
+the CPU (in cores) of every server process, of wrk, and of everything else on the machine
+("foreign"): other work on a shared 2-core box disturbs the numbers, and the table says so.
+--profile-dir samples the target peer of each registry run with py-spy (summarise with
+scripts/bench_profile.py).
+
+    python scripts/bench.py [--duration 10] [--with-etcd] [--json-out FILE]   # ~15 min
+    python scripts/bench.py --smoke          # ~40 s; exits non-zero if a stage breaks
 
 Exit status: 0 when every stage ran, 1 when one broke (a server did not start, every request
 of a run failed, ...), 130 on Ctrl-C. Nothing about speed is asserted.
@@ -43,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 import psutil
 import requests
@@ -59,11 +71,12 @@ GET_LUA = os.path.join(LUA_DIR, "get.lua")
 RECORD_BYTES = 300
 HOST = "127.0.0.1"
 STAGES = ("registry", "bare", "raw", "etcd", "scale")
+PY_SPY = None  # set from --profile-dir: py-spy's path
 # The registry's default HTTP thread count (PeerConfig.http_threads): the bare server gets as many.
 BARE_THREADS = 16
 # Peers of the benchmark clusters scan once a day: TCP scans of thousands of made-up hosts would
 # otherwise run at random moments during the load runs (bench_scan.py measures scans).
-PEER_ARGS = ["--scan-interval", "86400", "--log-level", "info"]
+PEER_ARGS = ["--scan-interval", "86400"]
 
 
 class StageError(Exception):
@@ -218,18 +231,30 @@ class Wrk:
         self.own_pids = {os.getpid()}
 
     def run(self, url, *, connections, duration, script, script_args=(), watch_pids=(), auth=True,
-            label="", stop_file=None):
+            label="", stop_file=None, profile=None):
         command = [self.binary, "-t1", f"-c{connections}", f"-d{max(1, int(round(duration)))}s", "--timeout", "10s",
                    "-s", script]
         if auth and self.token:
             command += ["-H", f"Authorization: Bearer {self.token}"]
         command += [url, "--", *[str(a) for a in script_args]]
-        watch_pids = [p for p in watch_pids if p]
+        # {name: pid} (or pids, named by themselves): each one's CPU is reported under its name.
+        if not isinstance(watch_pids, dict):
+            watch_pids = {str(pid): pid for pid in watch_pids}
+        names = {pid: name for name, pid in watch_pids.items() if pid}
+        watch_pids = list(names)
         busy_before = system_busy_seconds()
         watched_before = {pid: cpu_seconds([pid]) for pid in watch_pids}
         own_before = cpu_seconds(self.own_pids)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         load_before = os.getloadavg()[0]
+        profiler = None
+        if profile and PY_SPY:
+            # py-spy samples the server process while wrk drives it (collapsed stacks, as text).
+            profile_pid, profile_path = profile
+            profiler = PROCESSES.add(subprocess.Popen(
+                [PY_SPY, "record", "--pid", str(profile_pid), "--duration", str(max(1, int(round(duration)))),
+                 "--rate", "100", "--format", "raw", "--nonblocking", "--output", profile_path],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         started = time.monotonic()
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as popen:
             PROCESSES.add(popen)
@@ -253,6 +278,16 @@ class Wrk:
         out = subprocess.CompletedProcess(command, popen.returncode, stdout, stderr)
         wall = time.monotonic() - started
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        watched = {pid: cpu_seconds([pid]) - before for pid, before in watched_before.items()}
+        own = cpu_seconds(self.own_pids) - own_before
+        busy = system_busy_seconds() - busy_before
+        load_after = os.getloadavg()[0]
+        if profiler is not None:
+            try:
+                profiler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+            PROCESSES.stop_popen(profiler)
         match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
         if not match:
             raise StageError(f"wrk {label} gave no result (exit {out.returncode}): {out.stderr.strip()[-500:]} "
@@ -261,9 +296,6 @@ class Wrk:
         seconds = raw["durationUs"] / 1e6
         wrk_cpu = (children_after.ru_utime + children_after.ru_stime
                    - children_before.ru_utime - children_before.ru_stime)
-        watched = {pid: cpu_seconds([pid]) - before for pid, before in watched_before.items()}
-        own = cpu_seconds(self.own_pids) - own_before
-        busy = system_busy_seconds() - busy_before
         errors = raw["errors"]
         socket_errors = errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
         result = {
@@ -285,10 +317,10 @@ class Wrk:
             "bytesPerResponse": round(raw["bytes"] / raw["requests"]) if raw["requests"] else 0,
             # CPU in cores (seconds of CPU per second of wall time) of each watched process, of
             # wrk, and of everything else on the machine (other test runs disturb the numbers).
-            "cpuCores": {str(pid): round(used / wall, 2) for pid, used in watched.items()},
+            "cpuCores": {names[pid]: round(used / wall, 2) for pid, used in watched.items()},
             "wrkCpuCores": round(wrk_cpu / wall, 2),
             "foreignCpuCores": round(max(0.0, busy - sum(watched.values()) - wrk_cpu - own) / wall, 2),
-            "loadAverage1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "loadAverage1m": [round(load_before, 2), round(load_after, 2)],
         }
         log(f"  {label}: {result['requestsPerSecond']:.0f} req/s, p50 {result['p50Ms']:.2f} ms, "
             f"p99 {result['p99Ms']:.2f} ms, failed {result['failed']} of {raw['requests']}"
@@ -304,11 +336,11 @@ class Wrk:
 class Registry:
     """A 3-peer registry cluster of real `registry serve` processes on free loopback ports."""
 
-    def __init__(self, directory, name):
+    def __init__(self, directory, name, extra_args=()):
         self.directory = os.path.join(directory, name)
         peers = [LocalPeer(i + 1, HOST, free_port(), free_port(), os.path.join(self.directory, f"peer-{i + 1}"))
                  for i in range(3)]
-        self.local = LocalCluster(self.directory, peers, PEER_ARGS)
+        self.local = LocalCluster(self.directory, peers, PEER_ARGS + list(extra_args))
         self.secret = self.local.prepare_secret()
         self.token = tokens.mint(tokens.signing_key(self.secret), "bench", ["admin"], 24 * 3600)
         self.http = requests.Session()
@@ -339,6 +371,19 @@ class Registry:
 
     def stop(self):
         PROCESSES.stop_cluster(self.local)
+
+    def role_changes(self):
+        """Every Raft role change the peers logged (elections during a stage are evidence)."""
+        changes = []
+        for p in self.peers:
+            try:
+                with open(p.log_path, encoding="utf-8", errors="replace") as source:
+                    for line in source:
+                        if "raft role" in line:
+                            changes.append(f"peer {p.index}: {line.strip()[:160]}")
+            except OSError:
+                pass
+        return sorted(changes, key=lambda line: line.split(": ", 1)[1])
 
     def log_tails(self, lines=15):
         return "\n".join(f"--- {p.log_path}\n{tail(p.log_path, lines)}" for p in self.peers)
@@ -390,6 +435,52 @@ class Registry:
     def rss(self):
         return {p.index: rss_bytes(p.pid) for p in self.peers}
 
+    def memory(self):
+        """Per peer: RSS split into file-backed/shared pages (the mmap'd Raft journal) and the rest."""
+        out = {}
+        for p in self.peers:
+            try:
+                info = psutil.Process(p.pid).memory_info()
+                out[p.index] = {"rss": info.rss, "shared": info.shared, "anon": info.rss - info.shared}
+            except psutil.Error:
+                out[p.index] = None
+        return out
+
+    def latency_buckets(self, peer, endpoint):
+        """The peer's own request-latency histogram for one endpoint ({le seconds: count}), from
+        GET /metrics; None when the peer has no such metric (best effort: evidence, not a result)."""
+        try:
+            text = self.session().get(peer.url + "/metrics", timeout=10).text
+        except requests.RequestException:
+            return None
+        buckets = {}
+        pattern = re.compile(r'^registry_http_request_duration_seconds_bucket\{(.*)\} ([0-9.e+]+)$', re.M)
+        for labels, value in pattern.findall(text):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            if fields.get("endpoint") == endpoint:
+                buckets[fields.get("le")] = float(value)
+        return buckets or None
+
+
+def server_latency(before, after):
+    """From two cumulative histogram scrapes: requests seen and the bucket bounds holding p50/p99."""
+    if not after:
+        return None
+    before = before or {}  # no such series yet: nothing counted before
+    delta = {le: after.get(le, 0) - before.get(le, 0) for le in after}
+    total = delta.get("+Inf", 0)
+    if total <= 0:
+        return None
+    bounds = sorted((float(le), count) for le, count in delta.items() if le != "+Inf")
+
+    def bound(fraction):
+        for le, count in bounds:
+            if count >= fraction * total:
+                return le * 1000
+        return None
+    return {"requests": int(total), "p50AtMostMs": bound(0.5), "p99AtMostMs": bound(0.99),
+            "bucketsMs": {f"{float(le) * 1000:g}": int(c) for le, c in delta.items() if le != "+Inf"}}
+
 
 # -- the stages ----------------------------------------------------------------------------------------
 
@@ -405,17 +496,36 @@ class Bench:
     def wrk(self, token):
         return Wrk(self.wrk_binary, token)
 
+    def ensure_list_files(self):
+        """The follower's list answers (saved by the registry stage), or the same shapes made up here."""
+        if "list" in self.files:
+            return
+        records = [json.loads(record_body("list", 0, n)) for n in range(1, self.args.list_size + 1)]
+        self.files["one"] = os.path.join(self.workdir, "one.json")
+        self.files["list"] = os.path.join(self.workdir, "list.json")
+        with open(self.files["one"], "wb") as f:
+            f.write(json.dumps({"instances": records[:1]}, separators=(",", ":")).encode())
+        with open(self.files["list"], "wb") as f:
+            f.write(json.dumps({"instances": records}, separators=(",", ":")).encode())
+        self.files["oneQuery"] = "?id=i-list-0-1"
+
+    def profile_target(self, peer, name):
+        if not self.args.profile_dir or not PY_SPY:
+            return None
+        return peer.pid, os.path.join(self.args.profile_dir, f"{name}.txt")
+
     # registry: reads, writes, failover on one cluster ----------------------------------------------------
 
     def stage_registry(self):
         a = self.args
         out = self.results.setdefault("registry", {})
-        cluster = Registry(self.workdir, "registry").start()
+        cluster = Registry(self.workdir, "registry", self.args.peer_arg).start()
         try:
             leader = cluster.leader()
             follower = next(p for p in cluster.peers if p is not leader)
-            pids = [p.pid for p in cluster.peers]
-            out["peers"] = {"leader": leader.url, "follower": follower.url}
+            other = next(p for p in cluster.peers if p is not leader and p is not follower)
+            pids = {"leader": leader.pid, "follower": follower.pid, "follower2": other.pid}
+            out["peers"] = {"leader": leader.url, "follower": follower.url, "follower2": other.url}
             out["threadsPerPeer"] = psutil.Process(follower.pid).num_threads()
             wrk = self.wrk(cluster.token)
 
@@ -446,14 +556,21 @@ class Bench:
                 f.write(list_body)
             out["listBytes"] = {"one": len(one_body), "list": len(list_body), "instances": listed}
             self.files["oneQuery"] = one_query
+            self.files["fromRegistry"] = True
 
             reads = out.setdefault("reads", {})
             for key, query in (("one", one_query), ("list", "")):
                 url = follower.url + "/registry-svc/instances" + query
                 if a.warmup:
-                    wrk.run(url, connections=a.connections, duration=a.warmup, script=GET_LUA, label="warm-up")
-                reads[key] = wrk.run(url, connections=a.connections, duration=a.duration, script=GET_LUA,
-                                     watch_pids=pids, label=f"registry read {key} at follower c{a.connections}")
+                    wrk.run(url, connections=a.connections, duration=a.warmup, script=GET_LUA, watch_pids=pids,
+                            label="warm-up")
+                for connections, name in ((a.connections, key), (1, f"{key}C1")):
+                    histogram = cluster.latency_buckets(follower, "instances.list_instances")
+                    reads[name] = wrk.run(url, connections=connections, duration=a.duration, script=GET_LUA,
+                                          watch_pids=pids, label=f"registry read {key} at follower c{connections}",
+                                          profile=self.profile_target(follower, f"read-{key}-follower-c{connections}"))
+                    reads[name]["serverLatency"] = server_latency(
+                        histogram, cluster.latency_buckets(follower, "instances.list_instances"))
 
             writes = out.setdefault("writes", {})
             for where, peer in (("leader", leader), ("follower", follower)):
@@ -462,17 +579,23 @@ class Bench:
                     url = peer.url + "/registry-svc/instance"
                     if a.warmup:
                         wrk.run(url, connections=connections, duration=a.warmup, script=PUT_LUA,
-                                script_args=[f"warm{where[0]}{connections}"], label="warm-up")
+                                script_args=[f"warm{where[0]}{connections}"], watch_pids=pids, label="warm-up")
                     index_before = cluster.state_index(peer)
+                    histogram = cluster.latency_buckets(peer, "instances.register_instance")
                     result = wrk.run(url, connections=connections, duration=a.duration, script=PUT_LUA,
                                      script_args=[f"w{where[0]}{connections}"], watch_pids=pids,
-                                     label=f"registry write at {where} c{connections}")
+                                     label=f"registry write at {where} c{connections}",
+                                     profile=self.profile_target(peer, f"write-{where}-c{connections}"))
+                    # The peer's own view (inside Flask): the rest of wrk's latency is waitress and queueing.
+                    result["serverLatency"] = server_latency(
+                        histogram, cluster.latency_buckets(peer, "instances.register_instance"))
                     entries = cluster.state_index(peer) - index_before
                     result["raftEntries"] = entries
                     result["commandsPerEntry"] = round(result["ok"] / entries, 1) if entries > 0 else None
                     writes[key] = result
             out["instancesAfterWrites"] = len(json.loads(cluster.list_instances(follower)[1])["instances"])
 
+            out["roleChangesBeforeFailover"] = cluster.role_changes()
             out["failover"] = self.failover(cluster)
         except StageError as error:
             raise StageError(f"{error}\n{cluster.log_tails()}") from None
@@ -502,6 +625,8 @@ class Bench:
             "gapMsMax": max(gaps),
             "firstAckAfterKillMsMedian": statistics.median(r["firstAckAfterKillMs"] for r in rounds),
             "writeIntervalMs": 20,
+            # The election timeouts the peers ran with (cluster/config.py RaftTimings).
+            "raftTimings": raft_timings(),
         }
 
     def failover_round(self, cluster, leader, survivor, number):
@@ -570,16 +695,9 @@ class Bench:
     def stage_bare(self):
         a = self.args
         out = self.results.setdefault("bare", {})
-        if "list" not in self.files:
-            # Without the registry stage: the same shapes, made up here.
-            records = [json.loads(record_body("list", 0, n)) for n in range(1, a.list_size + 1)]
-            self.files["one"] = os.path.join(self.workdir, "one.json")
-            self.files["list"] = os.path.join(self.workdir, "list.json")
-            with open(self.files["one"], "wb") as f:
-                f.write(json.dumps({"instances": records[:1]}).encode())
-            with open(self.files["list"], "wb") as f:
-                f.write(json.dumps({"instances": records}).encode())
-            self.files["oneQuery"] = "?id=i-list-0-1"
+        self.ensure_list_files()
+        out["listBytes"] = {"one": os.path.getsize(self.files["one"]), "list": os.path.getsize(self.files["list"]),
+                            "fromRegistry": self.files.get("fromRegistry", False)}
         port = free_port()
         log_path = os.path.join(self.workdir, "bare.log")
         with open(log_path, "ab") as log_file:
@@ -606,15 +724,18 @@ class Bench:
             for connections in (1, a.connections):
                 if a.warmup:
                     wrk.run(url, connections=connections, duration=a.warmup, script=PUT_LUA,
-                            script_args=[f"warmbare{connections}"], label="warm-up")
+                            script_args=[f"warmbare{connections}"], watch_pids={"bare": popen.pid}, label="warm-up")
                 writes[f"c{connections}"] = wrk.run(url, connections=connections, duration=a.duration,
                                                     script=PUT_LUA, script_args=[f"bare{connections}"],
-                                                    watch_pids=[popen.pid], label=f"bare PUT c{connections}")
+                                                    watch_pids={"bare": popen.pid}, label=f"bare PUT c{connections}")
             reads = out.setdefault("reads", {})
             for key, query in (("one", self.files["oneQuery"]), ("list", "")):
                 reads[key] = wrk.run(base + "/registry-svc/instances" + query, connections=a.connections,
-                                     duration=a.duration, script=GET_LUA, watch_pids=[popen.pid],
+                                     duration=a.duration, script=GET_LUA, watch_pids={"bare": popen.pid},
                                      label=f"bare GET {key} c{a.connections}")
+                reads[f"{key}C1"] = wrk.run(base + "/registry-svc/instances" + query, connections=1,
+                                            duration=a.duration, script=GET_LUA, watch_pids={"bare": popen.pid},
+                                            label=f"bare GET {key} c1")
         finally:
             PROCESSES.stop_popen(popen)
 
@@ -623,7 +744,16 @@ class Bench:
     def stage_raw(self):
         a = self.args
         out = self.results.setdefault("raw", {})
-        directory = os.path.join(self.workdir, "raw")
+        # The registry's settings: the anchor of issue 8's "same version and settings".
+        single, batched = self.raw_cluster("raw", use_batch=False, single=a.raw_single)
+        out["leaderWindow1"], out["leader"] = single, batched
+        # For context only: PySyncObj's own default of batching append entries on the timer (the
+        # registry turns it off for millisecond commits; the 17,000/s quoted in issue 8 had it on).
+        _, out["leaderLibraryBatching"] = self.raw_cluster("raw-batching", use_batch=True, single=0)
+
+    def raw_cluster(self, name, *, use_batch, single):
+        a = self.args
+        directory = os.path.join(self.workdir, name)
         os.makedirs(directory, exist_ok=True)
         secret_file = os.path.join(directory, "secret")
         with open(secret_file, "w", encoding="utf-8") as f:
@@ -631,6 +761,7 @@ class Bench:
         os.chmod(secret_file, 0o600)
         addresses = [f"{HOST}:{free_port()}" for _ in range(3)]
         nodes = []
+        what = "raw PySyncObj" + (" (append-entries batching on)" if use_batch else "")
         try:
             for i, address in enumerate(addresses):
                 partners = ",".join(x for x in addresses if x != address)
@@ -638,7 +769,7 @@ class Bench:
                 popen = PROCESSES.add(subprocess.Popen(
                     [sys.executable, os.path.join(ROOT, "scripts", "bench_raw_pysyncobj.py"), "--self", address,
                      "--partners", partners, "--data-dir", os.path.join(directory, f"node-{i + 1}"),
-                     "--secret-file", secret_file],
+                     "--secret-file", secret_file] + (["--append-entries-batch"] if use_batch else []),
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1,
                     start_new_session=True))
                 stderr.close()
@@ -655,21 +786,35 @@ class Bench:
                 reader.start()
                 reader.join(timeout)
                 if not answer[0]:
-                    raise StageError(f"raw PySyncObj process {popen.pid} did not answer {line!r}")
+                    raise StageError(f"{what} process {popen.pid} did not answer {line!r}:\n"
+                                     f"{tail(os.path.join(directory, f'node-{nodes.index(popen) + 1}.log'))}")
                 return json.loads(answer[0])
 
             deadline = time.monotonic() + 60
             leader = None
             while leader is None:
                 statuses = [ask(n, "status") for n in nodes]
-                leaders = [n for n, s in zip(nodes, statuses) if s["isLeader"]]
-                if leaders and all(s["ready"] and s["leader"] for s in statuses):
+                leaders = [n for n, st in zip(nodes, statuses) if st["isLeader"]]
+                if leaders and all(st["ready"] and st["leader"] for st in statuses):
                     leader = leaders[0]
                 elif time.monotonic() > deadline:
-                    raise StageError(f"raw PySyncObj elected no leader in 60 s: {statuses}")
+                    raise StageError(f"{what} elected no leader in 60 s: {statuses}")
                 else:
                     time.sleep(0.2)
-            applied_before = [ask(n, "status")["applied"] for n in nodes]
+            one_at_a_time = None
+            if single:
+                # One command at a time: the engine's own commit latency, a floor for a 1-connection write.
+                one_at_a_time = ask(leader, f"load {single} 1 {RECORD_BYTES}", timeout=max(60.0, single / 20.0 + 30))
+                log(f"  {what}, one command at a time: {one_at_a_time['commitsPerSecond']:.0f} commits/s, "
+                    f"p50 {(one_at_a_time.get('latencyMs') or {}).get('p50', 0):.2f} ms")
+                if one_at_a_time["succeeded"] == 0:
+                    raise StageError(f"{what} committed nothing: {one_at_a_time}")
+            deadline = time.monotonic() + 30
+            while True:  # every process has applied what came before
+                applied_before = [ask(n, "status")["applied"] for n in nodes]
+                if len(set(applied_before)) == 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             pids = [n.pid for n in nodes]
             busy_before, own_before = system_busy_seconds(), cpu_seconds([os.getpid()])
             cpu_before, started = {p: cpu_seconds([p]) for p in pids}, time.monotonic()
@@ -677,7 +822,8 @@ class Bench:
                          timeout=max(60.0, a.raw_commands / 500.0 + 30))
             wall = time.monotonic() - started
             cpu = {p: cpu_seconds([p]) - cpu_before[p] for p in pids}
-            result["cpuCores"] = {str(p): round(c / wall, 2) for p, c in cpu.items()}
+            result["cpuCores"] = {("leader" if p == leader.pid else f"follower-{p}"): round(c / wall, 2)
+                                  for p, c in cpu.items()}
             result["foreignCpuCores"] = round(max(0.0, system_busy_seconds() - busy_before - sum(cpu.values())
                                                   - (cpu_seconds([os.getpid()]) - own_before)) / wall, 2)
             # Every process applies every committed command.
@@ -689,13 +835,15 @@ class Bench:
                 time.sleep(0.1)
             result["appliedPerProcess"] = applied
             result["leaderPid"] = leader.pid
-            out["leader"] = result
-            log(f"  raw PySyncObj: {result['commitsPerSecond']:.0f} commits/s ({result['succeeded']} of "
-                f"{result['submitted']}, window {a.raw_window}), applied per process {applied}")
+            result["appendEntriesBatching"] = use_batch
+            log(f"  {what}: {result['commitsPerSecond']:.0f} commits/s ({result['succeeded']} of "
+                f"{result['submitted']}, window {a.raw_window}), applied per process {applied}; "
+                f"foreign CPU {result['foreignCpuCores']}")
             if result["succeeded"] == 0:
-                raise StageError(f"raw PySyncObj committed nothing: {result}")
+                raise StageError(f"{what} committed nothing: {result}")
             if min(applied) < result["succeeded"]:
-                raise StageError(f"raw PySyncObj: a process applied only {min(applied)} of {result['succeeded']}")
+                raise StageError(f"{what}: a process applied only {min(applied)} of {result['succeeded']}")
+            return one_at_a_time, result
         finally:
             for popen in nodes:
                 try:
@@ -765,6 +913,7 @@ class Bench:
                     raise StageError("etcd did not form a cluster: " + " ".join(
                         f"\n--- {m['log']}\n{tail(m['log'])}" for m in members))
                 time.sleep(0.2)
+            self.ensure_list_files()
             leader = next(m for m in members if m["id"] == leader_id)
             follower = next(m for m in members if m is not leader)
             out["members"] = {"leader": leader["url"], "follower": follower["url"]}
@@ -783,7 +932,8 @@ class Bench:
                     raise StageError(f"etcd put of {key!r} answered {response.status_code}: {response.text[:300]}")
             time.sleep(0.5)  # the follower applies them
             wrk = self.wrk(None)
-            pids = [m["pid"] for m in members]
+            third = next(m for m in members if m is not leader and m is not follower)
+            pids = {"leader": leader["pid"], "follower": follower["pid"], "follower2": third["pid"]}
             puts = out.setdefault("puts", {})
             for where, m in (("leader", leader), ("follower", follower)):
                 for connections in (1, a.connections):
@@ -791,7 +941,7 @@ class Bench:
                     if a.warmup:
                         wrk.run(url, connections=connections, duration=a.warmup, script=PUT_LUA,
                                 script_args=[f"warm{where[0]}{connections}", 0, "etcd"], auth=False,
-                                label="warm-up")
+                                watch_pids=pids, label="warm-up")
                     puts[f"{where}C{connections}"] = wrk.run(
                         url, connections=connections, duration=a.duration, script=PUT_LUA,
                         script_args=[f"e{where[0]}{connections}", 0, "etcd"], watch_pids=pids, auth=False,
@@ -815,13 +965,14 @@ class Bench:
     def stage_scale(self):
         a = self.args
         out = self.results.setdefault("scale", {"instances": a.instances})
-        cluster = Registry(self.workdir, "scale").start()
+        cluster = Registry(self.workdir, "scale", self.args.peer_arg).start()
         try:
             leader = cluster.leader()
             follower = next(p for p in cluster.peers if p is not leader)
             time.sleep(1.0)
             rss_before = cluster.rss()
             out["rssBeforeBytes"] = rss_before
+            memory_before = cluster.memory()
             log(f"scale: registering {a.instances} instances at the leader ({a.connections} connections)")
             wrk = self.wrk(cluster.token)
             started = time.monotonic()
@@ -829,7 +980,9 @@ class Bench:
             load = wrk.run(leader.url + "/registry-svc/instance", connections=a.connections,
                            duration=a.instances / 100 + 60, script=PUT_LUA,
                            script_args=["scale", a.instances, "registry", stop_file], stop_file=stop_file,
-                           watch_pids=[p.pid for p in cluster.peers], label=f"scale registration c{a.connections}")
+                           watch_pids={"leader": leader.pid, "follower": follower.pid,
+                                       "follower2": next(p for p in cluster.peers if p not in (leader, follower)).pid},
+                           label=f"scale registration c{a.connections}")
             out["registration"] = load
             # Top up what the wrk run left out (failed requests, the requests in flight at its stop).
             index = cluster.state_index(leader)
@@ -841,6 +994,8 @@ class Bench:
                 cluster.put_many(leader, [record_body("scale", 0, n) for n in missing])
             out["registrationSeconds"] = round(time.monotonic() - started, 1)
             out["toppedUp"] = len(missing)
+            # More than the first election's lines means a leader was lost under this load.
+            out["roleChangesDuringRegistration"] = cluster.role_changes()
             index = cluster.state_index(leader)
             for peer in cluster.peers:
                 deadline = time.monotonic() + 60
@@ -863,6 +1018,13 @@ class Bench:
             out["rssPerInstanceBytes"] = {str(i): round(v) for i, v in per_peer.items()}
             out["rssPerInstanceBytesMean"] = round(statistics.mean(per_peer.values()))
             out["rssPerInstanceBytesMax"] = round(max(per_peer.values()))
+            # Of which file-backed (the Raft journal is mmap'd) and anonymous (heap: state, in-memory log).
+            memory_after = cluster.memory()
+            out["memoryBytes"] = {"before": memory_before, "after": memory_after}
+            out["perInstanceSplitBytes"] = {
+                str(i): {part: round((memory_after[i][part] - memory_before[i][part]) / a.instances)
+                         for part in ("shared", "anon")}
+                for i in memory_after if memory_after[i] and memory_before.get(i)}
             # Full-list latency at a follower (sequential GETs), and a one-instance filter at this size.
             full, one = [], []
             size = 0
@@ -930,6 +1092,16 @@ class Bench:
                                         for p in cluster.peers}}
 
 
+def raft_timings():
+    try:
+        import dataclasses
+
+        from cluster.config import RaftTimings
+        return dataclasses.asdict(RaftTimings())
+    except Exception as error:  # the peers' own module changed shape: report, do not fail
+        return {"error": repr(error)}
+
+
 def _size(path):
     try:
         return os.path.getsize(path)
@@ -955,6 +1127,18 @@ def fmt(value, digits=0, unit=""):
     else:
         text = f"{value:,}"
     return text + unit
+
+
+def cpu_text(cores):
+    """'L 0.85 · F 0.07 · F 0.06': leader first, then followers (the first follower is the target)."""
+    if not cores:
+        return ""
+    short = {"leader": "L", "follower": "F", "follower2": "F", "bare": ""}
+    parts = []
+    for name, value in cores.items():
+        label = short.get(name, "F" if name.startswith("follower") else name)
+        parts.append(f"{label} {value:.2f}".strip())
+    return " · ".join(parts)
 
 
 def ratio(a, b):
@@ -1000,6 +1184,12 @@ def goals(results, connections):
             rows.append((f"reads at a follower, {what} (c{c}) ≥ 0.8 × bare waitress, same bytes",
                          f"{mine['requestsPerSecond']:,.0f} vs {bare['requestsPerSecond']:,.0f} req/s",
                          "≥ 0.80×", f"{r:.2f}×", r >= 0.8))
+    raw = get(results, "raw", "leader")
+    if follower and raw:
+        r = ratio(follower["requestsPerSecond"], raw["commitsPerSecond"])
+        rows.append((f"(context) writes at a follower (c{c}) vs raw PySyncObj, same settings, async",
+                     f"{follower['requestsPerSecond']:,.0f} req/s vs {raw['commitsPerSecond']:,.0f} commits/s",
+                     "–", f"{r:.2f}×", None))
     failover = get(results, "registry", "failover")
     if failover:
         rows.append((f"failover gap, median of {len(failover['rounds'])} ≤ 2 s",
@@ -1034,7 +1224,7 @@ def markdown(document):
     def row(number, what, run, anchor=None, anchor_name=""):
         if not run:
             return
-        cpu = " / ".join(f"{v:.2f}" for v in run.get("cpuCores", {}).values())
+        cpu = cpu_text(run.get("cpuCores"))
         versus = ""
         if anchor:
             versus = f"{run['requestsPerSecond'] / anchor['requestsPerSecond']:.2f}× {anchor_name}"
@@ -1053,14 +1243,29 @@ def markdown(document):
         lines.append(f"| 2 | raw PySyncObj, async commands at the leader (window {raw['window']}) | – | "
                      f"{raw['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
                      f"{raw['failed'] + raw.get('unsettled', 0)} | "
-                     f"{' / '.join(f'{v:.2f}' for v in raw['cpuCores'].values())} | |")
+                     f"{cpu_text(raw['cpuCores'])} | |")
+    batching = get(results, "raw", "leaderLibraryBatching")
+    if batching:
+        lat = batching.get("latencyMs") or {}
+        lines.append(f"| 2 | raw PySyncObj, same but append-entries batching on (library default; context) | – | "
+                     f"{batching['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | "
+                     f"{fmt(lat.get('p99'), 2)} | {batching['failed'] + batching.get('unsettled', 0)} | "
+                     f"{cpu_text(batching['cpuCores'])} | |")
+    single = get(results, "raw", "leaderWindow1")
+    if single:
+        lat = single.get("latencyMs") or {}
+        lines.append(f"| 2 | raw PySyncObj, one command at a time at the leader | 1 | "
+                     f"{single['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
+                     f"{single['failed'] + single.get('unsettled', 0)} | | |")
     for conns in (1, c):
         row(3, "bare waitress + Flask PUT (parse JSON, 201)", bare_w.get(f"c{conns}"))
     for key, what in (("one", "one-instance list"), ("list", "1,000-instance list")):
-        row(3, f"bare waitress + Flask GET, {what} bytes", get(results, "bare", "reads", key))
+        for suffix in ("C1", ""):
+            row(3, f"bare waitress + Flask GET, {what} bytes", get(results, "bare", "reads", key + suffix))
     for key, what in (("one", "one-instance filtered list"), ("list", "1,000-instance list")):
-        row(4, f"registry GET {what} at a follower", get(results, "registry", "reads", key),
-            get(results, "bare", "reads", key), "bare")
+        for suffix in ("C1", ""):
+            row(4, f"registry GET {what} at a follower", get(results, "registry", "reads", key + suffix),
+                get(results, "bare", "reads", key + suffix), "bare")
     for where in ("leader", "follower"):
         for conns in (1, c):
             row(5, f"etcd put at the {where} (JSON gateway)", etcd_p.get(f"{where}C{conns}"))
@@ -1078,13 +1283,16 @@ def markdown(document):
                      f"{sum(r['failed'] for r in failover['rounds'])} | | rounds: {gaps} ms |")
     scale = results.get("scale") or {}
     if "rssPerInstanceBytes" in scale:
+        split = scale.get("perInstanceSplitBytes") or {}
+        split_text = "; file-backed (mmap'd journal) / anonymous: " + ", ".join(
+            f"{v['shared']:,} / {v['anon']:,} B" for v in split.values()) if split else ""
         lines.append(f"| 7 | scale: RSS per instance at {scale['instances']:,} (per peer) | | | | | | | "
-                     f"{', '.join(f'{v:,} B' for v in scale['rssPerInstanceBytes'].values())} |")
+                     f"{', '.join(f'{v:,} B' for v in scale['rssPerInstanceBytes'].values())}{split_text} |")
         reg = scale.get("registration") or {}
         if reg:
             lines.append(f"| 7 | scale: registration at the leader | {reg['connections']} | "
                          f"{reg['requestsPerSecond']:,.0f} | {reg['p50Ms']:.2f} | {reg['p99Ms']:.2f} | {reg['failed']} | "
-                         f"{' / '.join(f'{v:.2f}' for v in reg.get('cpuCores', {}).values())} | "
+                         f"{cpu_text(reg.get('cpuCores'))} | "
                          f"{scale['registrationSeconds']} s in all, {scale['toppedUp']} topped up |")
         lines.append(f"| 7 | scale: full list at a follower ({scale['fullListMs']['bytes']:,} bytes), "
                      f"{scale['fullListMs']['samples']} sequential GETs | 1 | | {scale['fullListMs']['median']:,.1f} | "
@@ -1102,13 +1310,31 @@ def markdown(document):
         lines.append("| goal (issue 8) | measured | target | ratio | met |")
         lines.append("|---|---|---|---|---|")
         for goal, measured, target, r, met in rows:
-            lines.append(f"| {goal} | {measured} | {target} | {r} | {'yes' if met else '**no**'} |")
+            verdict = "–" if met is None else ("yes" if met else "**no**")
+            lines.append(f"| {goal} | {measured} | {target} | {r} | {verdict} |")
         lines.append("")
+    server_side = []
+    for name, path in (("write at the leader, c1", ("writes", "leaderC1")),
+                       ("write at a follower, c1", ("writes", "followerC1")),
+                       ("one-instance read, c1", ("reads", "oneC1"))):
+        run = get(results, "registry", *path)
+        seen = (run or {}).get("serverLatency")
+        if run and seen and seen.get("p50AtMostMs") is not None:
+            server_side.append(f"{name}: p50 {run['p50Ms']:.2f} ms at wrk, ≤ {seen['p50AtMostMs']:g} ms inside Flask")
+    if server_side:
+        lines.append("Latency the peers' own /metrics histogram saw (bucket bounds) against wrk's: "
+                     + "; ".join(server_side) + ".")
     follower = get(results, "registry", "writes", f"followerC{c}")
     if follower and raw:
-        lines.append(f"Registry writes at a follower (c{c}) are "
-                     f"{follower['requestsPerSecond'] / raw['commitsPerSecond']:.2f}× raw PySyncObj's commits/s; "
-                     f"group commit packed {follower.get('commandsPerEntry')} writes per Raft entry there.")
+        lines.append(f"Group commit packed {follower.get('commandsPerEntry')} writes per Raft entry during the "
+                     f"follower c{c} write run.")
+    for path, what in ((("registry", "roleChangesBeforeFailover"), "the read and write runs"),
+                       (("scale", "roleChangesDuringRegistration"), "the scale registration")):
+        changes = get(results, *path)
+        if changes is not None:
+            elected = sum(1 for line in changes if "-> leader" in line)
+            lines.append(f"Leaders elected during {what}: {elected} (1 is the cluster's first election; more means a "
+                         f"leader was lost under load)." + (" " + "; ".join(changes[-4:]) if elected > 1 else ""))
     foreign = [run.get("foreignCpuCores", 0) for run in _runs(results)]
     if foreign:
         lines.append(f"CPU used by other processes during the wrk runs: up to {max(foreign):.2f} cores "
@@ -1145,12 +1371,19 @@ def parse_args(argv):
     parser.add_argument("--list-samples", type=int, help="full-list GETs at scale (default 5; smoke 2)")
     parser.add_argument("--raw-commands", type=int, help="raw PySyncObj commands (default 50000; smoke 2000)")
     parser.add_argument("--raw-window", type=int, default=1000, help="raw PySyncObj commands outstanding")
+    parser.add_argument("--raw-single", type=int, help="raw PySyncObj commands sent one at a time, for the "
+                        "engine's commit latency (default 1000; smoke 50)")
     parser.add_argument("--json-out", help="where to write the JSON document (default: a file in the tmp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (data dirs, logs)")
+    parser.add_argument("--peer-arg", action="append", default=[],
+                        help="extra `registry serve` argument for every registry peer, repeatable "
+                        "(e.g. --peer-arg=--no-access-log); default: the registry's defaults")
+    parser.add_argument("--profile-dir", help="sample the target peer of each registry read and write run with "
+                        "py-spy (must be on PATH or beside python) into DIR/<run>.txt (collapsed stacks)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     defaults = {"duration": (10.0, 1.0), "warmup": (2.0, 0.0), "rounds": (5, 1), "instances": (100000, 1000),
-                "list_samples": (5, 2), "raw_commands": (50000, 2000)}
+                "list_samples": (5, 2), "raw_commands": (50000, 2000), "raw_single": (1000, 50)}
     for name, (full, brief) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, brief if smoke else full)
@@ -1183,8 +1416,17 @@ def main(argv=None):
     def terminate(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, terminate)
+    # Explicitly, also SIGINT: a shell starting this in the background leaves SIGINT ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, terminate)
 
+    global PY_SPY
+    if args.profile_dir:
+        PY_SPY = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+        if PY_SPY is None:
+            print("bench: --profile-dir needs py-spy (pip install py-spy)", file=sys.stderr)
+            return 1
+        os.makedirs(args.profile_dir, exist_ok=True)
     wrk_binary = ensure_package("wrk", "wrk")
     if wrk_binary is None:
         print("bench: wrk is missing and could not be installed (apt-get install -y wrk, as root)", file=sys.stderr)
@@ -1208,7 +1450,8 @@ def main(argv=None):
         "settings": {"smoke": args.smoke, "duration": args.duration, "warmup": args.warmup,
                      "connections": args.connections, "rounds": args.rounds, "instances": args.instances,
                      "listSize": args.list_size, "rawCommands": args.raw_commands, "rawWindow": args.raw_window,
-                     "stages": args.stages, "recordBytes": RECORD_BYTES, "peerArgs": PEER_ARGS,
+                     "rawSingle": args.raw_single,
+                     "stages": args.stages, "recordBytes": RECORD_BYTES, "peerArgs": PEER_ARGS + args.peer_arg,
                      "bareThreads": BARE_THREADS},
         "results": {},
         "errors": {},
@@ -1225,10 +1468,12 @@ def main(argv=None):
             stage_started = time.monotonic()
             try:
                 getattr(bench, f"stage_{stage}")()
-            except (StageError, requests.RequestException, OSError, ValueError, KeyError,
-                    subprocess.SubprocessError) as error:
+            except StageError as error:
                 document["errors"][stage] = f"{type(error).__name__}: {error}"
                 log(f"stage {stage} broke: {error}")
+            except Exception as error:  # a bug here or a changed server: report it, run the other stages
+                document["errors"][stage] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+                log(f"stage {stage} broke: {type(error).__name__}: {error}\n{traceback.format_exc()}")
             finally:
                 document["results"].setdefault(stage, {})["stageSeconds"] = round(time.monotonic() - stage_started, 1)
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ three of them and drives them over stdin/stdout, one JSON object per line:
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -159,14 +160,19 @@ def main():
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--secret-file", required=True)
     parser.add_argument("--compact-after-entries", type=int, default=5000)
+    parser.add_argument("--append-entries-batch", action="store_true",
+                        help="turn PySyncObj's appendEntriesUseBatch on (its default; the registry turns it off)")
     args = parser.parse_args()
 
     os.makedirs(args.data_dir, exist_ok=True)
     with open(args.secret_file, encoding="utf-8") as source:
         password = source.read().strip()
     partners = [p for p in args.partners.split(",") if p]
+    timings = RaftTimings()
+    if args.append_entries_batch:
+        timings = dataclasses.replace(timings, append_entries_use_batch=True)
     obj = RawCounter(args.self_address, partners, data_dir=args.data_dir, password=password,
-                     timings=RaftTimings(), compact_after_entries=args.compact_after_entries)
+                     timings=timings, compact_after_entries=args.compact_after_entries)
 
     def answer(document):
         sys.stdout.write(json.dumps(document) + "\n")
