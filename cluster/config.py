@@ -75,3 +75,18 @@ class RaftTimings:
     leader_fallback_timeout: float = 2.5
     auto_tick_period: float = 0.05
     append_entries_use_batch: bool = False
+
+    def sync_obj_options(self):
+        """The SyncObjConf keywords of these timings: a peer and the raw benchmark share them."""
+        return {
+            "appendEntriesPeriod": self.append_entries_period,
+            "raftMinTimeout": self.raft_min_timeout,
+            "raftMaxTimeout": self.raft_max_timeout,
+            "connectionTimeout": self.connection_timeout,
+            "connectionRetryTime": self.connection_retry,
+            "leaderFallbackTimeout": self.leader_fallback_timeout,
+            "autoTickPeriod": self.auto_tick_period,
+            "appendEntriesUseBatch": self.append_entries_use_batch,
+            # Fail fast with MISSING_LEADER instead of queueing without bound; the committer retries.
+            "commandsWaitLeader": False,
+        }

@@ -105,16 +105,7 @@ class RegistryReplica(SyncObj):
             logCompactionMinEntries=compact_after_entries,
             serializer=self._write_dump,
             deserializer=self._read_dump,
-            appendEntriesPeriod=timings.append_entries_period,
-            raftMinTimeout=timings.raft_min_timeout,
-            raftMaxTimeout=timings.raft_max_timeout,
-            connectionTimeout=timings.connection_timeout,
-            connectionRetryTime=timings.connection_retry,
-            leaderFallbackTimeout=timings.leader_fallback_timeout,
-            autoTickPeriod=timings.auto_tick_period,
-            appendEntriesUseBatch=timings.append_entries_use_batch,
-            # Fail fast with MISSING_LEADER instead of queueing without bound; the committer retries.
-            commandsWaitLeader=False,
+            **timings.sync_obj_options(),
             onStateChanged=self._on_state_changed,
             # Bind exactly the configured address, never a wildcard.
             bindAddress=raft_address,

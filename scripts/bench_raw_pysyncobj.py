@@ -45,15 +45,7 @@ class RawCounter(SyncObj):
             # A serializer of our own, as the registry has: PySyncObj then dumps in-process, no fork.
             serializer=self._write_dump,
             deserializer=self._read_dump,
-            appendEntriesPeriod=timings.append_entries_period,
-            raftMinTimeout=timings.raft_min_timeout,
-            raftMaxTimeout=timings.raft_max_timeout,
-            connectionTimeout=timings.connection_timeout,
-            connectionRetryTime=timings.connection_retry,
-            leaderFallbackTimeout=timings.leader_fallback_timeout,
-            autoTickPeriod=timings.auto_tick_period,
-            appendEntriesUseBatch=timings.append_entries_use_batch,
-            commandsWaitLeader=False,
+            **timings.sync_obj_options(),
             bindAddress=self_address,
         )
         super().__init__(self_address, list(partners), conf, transportClass=ContactTrackingTransport)
