@@ -110,5 +110,10 @@ class RegistryState:
 
     def digest(self):
         """A hash of the replicated state: equal on two peers exactly when their states are equal."""
-        canonical = json.dumps(self.to_snapshot(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return {"index": self.index, "sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}
+        return digest_of(self.to_snapshot())
+
+
+def digest_of(snapshot):
+    """The digest of a snapshot taken earlier: the costly hashing can run outside any lock."""
+    canonical = json.dumps(snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {"index": snapshot["index"], "sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}
