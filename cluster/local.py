@@ -51,7 +51,71 @@ class LocalPeer:
         return {"url": self.url, "raft": self.raft, "pid": self.pid, "dataDir": self.data_dir, "log": self.log_path}
 
 
-class LocalCluster:
+class PeerProcesses:
+    """Starting, watching and stopping peer processes by pid; shared by every cluster launcher
+    (this module's, and the tests' one in network namespaces)."""
+
+    def launch(self, peer, command, *, new_session):
+        os.makedirs(peer.data_dir, mode=0o700, exist_ok=True)
+        with open(peer.log_path, "ab") as log_file:
+            peer.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
+                                            stderr=subprocess.STDOUT, start_new_session=new_session,
+                                            cwd=_project_root())
+        peer.pid = peer.process.pid
+        return peer
+
+    def is_running(self, peer):
+        if not peer.pid:
+            return False
+        if peer.process is not None:
+            return peer.process.poll() is None
+        try:
+            process = psutil.Process(peer.pid)
+            # A pid can be reused: only a `serve` of this peer's data directory is ours.
+            cmdline = process.cmdline()
+            return process.status() != psutil.STATUS_ZOMBIE and "serve" in cmdline and peer.data_dir in cmdline
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def kill_peers(self, peers):
+        """SIGKILL every given peer before reaping any, so a crash of several is one instant."""
+        signalled = [peer for peer in peers if self.is_running(peer)]
+        for peer in signalled:
+            os.kill(peer.pid, signal.SIGKILL)
+        for peer in signalled:
+            self._reap(peer, STOP_GRACE_SECONDS)
+
+    def stop_peers(self, peers):
+        """SIGTERM to all at once, SIGKILL to any still running after the grace period."""
+        signalled = [peer for peer in peers if self.is_running(peer)]
+        for peer in peers:
+            if peer not in signalled:
+                self._reap(peer, 0)
+        for peer in signalled:
+            os.kill(peer.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for peer in signalled:
+            if not self._reap(peer, max(0.0, deadline - time.monotonic())):
+                os.kill(peer.pid, signal.SIGKILL)
+                self._reap(peer, STOP_GRACE_SECONDS)
+
+    def _reap(self, peer, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            if peer.process is not None:
+                try:
+                    peer.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    return True
+                except subprocess.TimeoutExpired:
+                    return False
+            if not self.is_running(peer):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+class LocalCluster(PeerProcesses):
     def __init__(self, data_dir, peers, extra_args=(), admin_token=None):
         self.data_dir = os.path.abspath(data_dir)
         self.peers = peers
@@ -146,69 +210,20 @@ class LocalCluster:
         ]
 
     def start_peer(self, peer):
-        os.makedirs(peer.data_dir, mode=0o700, exist_ok=True)
-        with open(peer.log_path, "ab") as log_file:
-            peer.process = subprocess.Popen(
-                self.serve_command(peer), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                # Its own session: a terminal's Ctrl-C reaches `cluster up`, which stops peers in order.
-                start_new_session=True, cwd=_project_root(),
-            )
-        peer.pid = peer.process.pid
-        return peer
-
-    def is_running(self, peer):
-        if not peer.pid:
-            return False
-        if peer.process is not None:
-            return peer.process.poll() is None
-        try:
-            process = psutil.Process(peer.pid)
-            # A pid can be reused: only a `serve` of this peer's data directory is ours.
-            cmdline = process.cmdline()
-            return process.status() != psutil.STATUS_ZOMBIE and "serve" in cmdline and peer.data_dir in cmdline
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
+        # Its own session: a terminal's Ctrl-C reaches `cluster up`, which stops peers in order.
+        return self.launch(peer, self.serve_command(peer), new_session=True)
 
     def kill_peer(self, peer, sig=signal.SIGKILL):
         if self.is_running(peer):
             os.kill(peer.pid, sig)
         self._reap(peer, STOP_GRACE_SECONDS)
 
-    def stop_peer(self, peer, grace=STOP_GRACE_SECONDS):
-        if not self.is_running(peer):
-            self._reap(peer, 0)
-            return
-        os.kill(peer.pid, signal.SIGTERM)
-        if not self._reap(peer, grace):
-            os.kill(peer.pid, signal.SIGKILL)
-            self._reap(peer, grace)
-
-    def _reap(self, peer, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            if peer.process is not None:
-                try:
-                    peer.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-                    return True
-                except subprocess.TimeoutExpired:
-                    return False
-            if not self.is_running(peer):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
+    def stop_peer(self, peer):
+        self.stop_peers([peer])
 
     def stop(self, only_started_here=False):
-        """Stop every peer: SIGTERM to all at once, SIGKILL to any still running after the grace."""
-        signalled = [peer for peer in self.peers if self.is_running(peer)
-                     and (peer.process is not None or not only_started_here)]
-        for peer in signalled:
-            os.kill(peer.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for peer in signalled:
-            if not self._reap(peer, max(0.0, deadline - time.monotonic())):
-                os.kill(peer.pid, signal.SIGKILL)
-                self._reap(peer, STOP_GRACE_SECONDS)
+        """Stop every peer (only those this process started, if asked)."""
+        self.stop_peers([peer for peer in self.peers if peer.process is not None or not only_started_here])
         if os.path.exists(self.cluster_file):
             self.save()
 

@@ -21,19 +21,16 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psutil
 import requests
 
 from api import tokens
 from cluster.identity import read_secret_file, write_private
-from cluster.local import tail
+from cluster.local import PeerProcesses, tail
 from tests.waiting import wait_until
 
 NAMESPACE_PREFIX = "rgtest"
@@ -42,10 +39,7 @@ HTTP_PORT = 11337
 RAFT_PORT = 21337
 HUB_BRIDGE = "rg-br"
 PEER_LINK = "rg-link"
-STOP_GRACE_SECONDS = 10.0
 _CLONE_NEWNET = 0x40000000
-
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class NamespacesUnavailable(RuntimeError):
@@ -266,7 +260,7 @@ class PeerHttp:
             session.close()
 
 
-class NetnsCluster:
+class NetnsCluster(PeerProcesses):
     """Peers as `ip netns exec NS registry serve` processes, one namespace each."""
 
     def __init__(self, directory, topology, peers, serve_args=(), admin_token=None):
@@ -331,61 +325,14 @@ class NetnsCluster:
         ]
 
     def start_peer(self, peer, detach=False):
-        os.makedirs(peer.data_dir, mode=0o700, exist_ok=True)
-        with open(peer.log_path, "ab") as log_file:
-            # `ip netns exec` execs the command in place, so this pid is the peer's own.
-            peer.process = subprocess.Popen(
-                self.serve_command(peer), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                cwd=PROJECT_ROOT, start_new_session=detach,
-            )
-        peer.pid = peer.process.pid
-        return peer
-
-    def is_running(self, peer):
-        if not peer.pid:
-            return False
-        if peer.process is not None:
-            return peer.process.poll() is None
-        try:
-            process = psutil.Process(peer.pid)
-            # A pid can be reused: only a `serve` of this peer's data directory is ours.
-            cmdline = process.cmdline()
-            return process.status() != psutil.STATUS_ZOMBIE and "serve" in cmdline and peer.data_dir in cmdline
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
+        # `ip netns exec` execs the command in place, so the pid is the peer's own.
+        return self.launch(peer, self.serve_command(peer), new_session=detach)
 
     def kill(self, *peers):
-        """SIGKILL every given peer before reaping any, so a crash of several is one instant."""
-        signalled = [peer for peer in peers if self.is_running(peer)]
-        for peer in signalled:
-            os.kill(peer.pid, signal.SIGKILL)
-        for peer in signalled:
-            self._reap(peer, STOP_GRACE_SECONDS)
+        self.kill_peers(peers)
 
     def stop(self):
-        """SIGTERM every running peer, SIGKILL those still running after the grace period."""
-        signalled = [peer for peer in self.peers if self.is_running(peer)]
-        for peer in signalled:
-            os.kill(peer.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for peer in signalled:
-            if not self._reap(peer, max(0.0, deadline - time.monotonic())):
-                os.kill(peer.pid, signal.SIGKILL)
-                self._reap(peer, STOP_GRACE_SECONDS)
-
-    def _reap(self, peer, timeout):
-        if peer.process is not None:
-            try:
-                peer.process.wait(timeout=timeout)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-        deadline = time.monotonic() + timeout
-        while self.is_running(peer):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        self.stop_peers(self.peers)
 
     def close(self):
         """Stop every peer, the test's own threads in the namespaces, then every namespace."""
