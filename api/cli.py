@@ -80,13 +80,16 @@ def main():
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", envvar="REGISTRY_LOG_FORMAT", default="text", show_default=True,
               type=click.Choice(["text", "json"]), help="One line per event: text for people, json for machines.")
+@click.option("--join", is_flag=True, envvar="REGISTRY_JOIN",
+              help="This peer joins a running cluster (then run `registry cluster add-peer` for it): it does not "
+                   "campaign for leadership before it has heard from the leader.")
 @click.option("--access-log/--no-access-log", envvar="REGISTRY_ACCESS_LOG", default=False, show_default=True,
               help="A line per HTTP request, with its request id. Off by default: in Python it halves "
                    "throughput under load.")
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
           max_blocking_reads, compact_after_entries, scan_interval, scan_timeout, log_level, log_format,
-          access_log):
+          join, access_log):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
     configure_logging(log_level, log_format)
@@ -107,7 +110,7 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
             max_blocking_reads=max_blocking_reads,
             compact_after_entries=compact_after_entries, scan_interval_seconds=scan_interval,
-            scan_timeout_seconds=scan_timeout,
+            scan_timeout_seconds=scan_timeout, join=join,
         )
         run_peer(config)
     except ConfigurationError as error:
@@ -217,6 +220,96 @@ def status(data_dir):
     _print_status(_load_local(data_dir))
 
 
+def _peer_access(url, token, data_dir):
+    """(url, token) of a peer to ask: as given, or the local cluster's first peer and admin token."""
+    if url is None or token is None:
+        local = _load_local(data_dir, "; or give --url and --token")
+        url = url or local.peers[0].url
+        token = token or local.admin_token
+    return url.rstrip("/"), token
+
+
+def _admin_call(url, token, data_dir, method, path, *, body=None, timeout=30, ok=(200,)):
+    url, token = _peer_access(url, token, data_dir)
+    status, answer = http_json(url + path, method=method, body=body, timeout=timeout,
+                               headers={"Authorization": f"Bearer {token}"})
+    if status not in ok:
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        raise click.ClickException(f"{url} answered {status or 'nothing'}: {reason or 'no reason given'}")
+    return answer
+
+
+_PEER_API_OPTIONS = (
+    click.option("--url", envvar="REGISTRY_URL", default=None,
+                 help="A peer's URL (default: the local cluster's first)."),
+    click.option("--token", envvar="REGISTRY_TOKEN", default=None,
+                 help="An admin token (default: the local cluster's)."),
+)
+
+
+def _peer_api_options(command):
+    for option in reversed(_PEER_API_OPTIONS):
+        command = option(command)
+    return command
+
+
+@cluster.command(name="add-peer", help="Add a peer to a running cluster, by its Raft address. Start it first with "
+                                       "`registry serve --join --raft-peers <current members>`. Without "
+                                       "RAFT_ADDRESS, starts a new peer of the local cluster in --data-dir and adds it.")
+@click.argument("raft_address", required=False)
+@_peer_api_options
+@click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True, help="A local cluster's directory.")
+@click.option("--ready-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True)
+def add_peer(raft_address, url, token, data_dir, ready_timeout):
+    if raft_address is not None:
+        _address(raft_address, "RAFT_ADDRESS")
+        answer = _admin_call(url, token, data_dir, "POST", "/registry-svc/cluster/peers",
+                             body={"raft": raft_address}, ok=(200, 201))
+        click.echo(answer["message"])
+        click.echo("members: " + ", ".join(answer["members"]))
+        return
+    local = _load_local(data_dir)
+    try:
+        peer = local.start_joining_peer()
+    except ConfigurationError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        _admin_call(url, token, data_dir, "POST", "/registry-svc/cluster/peers", body={"raft": peer.raft},
+                    ok=(200, 201))
+    except click.ClickException:
+        local.stop_peers([peer])
+        raise
+    local.save()
+    click.echo(f"added {peer.url} (raft {peer.raft}, pid {peer.pid}); log: {peer.log_path}")
+    try:
+        local.wait_ready(timeout=ready_timeout, peers=[peer])
+    except ConfigurationError as error:
+        raise click.ClickException(f"{error}") from None
+    click.echo(f"{peer.url} caught up with the leader")
+
+
+@cluster.command(name="remove-peer", help="Remove a peer from the cluster, by its Raft address (a leader hands "
+                                          "leadership off first). A peer of the local cluster is also stopped.")
+@click.argument("raft_address")
+@_peer_api_options
+@click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True, help="A local cluster's directory.")
+def remove_peer(raft_address, url, token, data_dir):
+    _address(raft_address, "RAFT_ADDRESS")
+    local = LocalCluster.load(data_dir) if os.path.exists(os.path.join(data_dir, "cluster.json")) else None
+    if url is None and local is not None:
+        # Ask a peer that stays, so the answer does not come from one that is leaving.
+        url = next((p.url for p in local.peers if p.raft != raft_address), None)
+    answer = _admin_call(url, token, data_dir, "DELETE", "/registry-svc/cluster/peers/" + raft_address)
+    click.echo(answer["message"])
+    click.echo("members: " + ", ".join(answer["members"]))
+    leaving = next((p for p in local.peers if p.raft == raft_address), None) if local else None
+    if leaving is not None:
+        local.stop_peers([leaving])
+        local.peers.remove(leaving)
+        local.save()
+        click.echo(f"stopped {leaving.url} (pid {leaving.pid}); its data stays in {leaving.data_dir}")
+
+
 def _load_local(data_dir, hint=""):
     try:
         return LocalCluster.load(data_dir)
@@ -244,19 +337,10 @@ def snapshot():
 
 @snapshot.command(name="save", help="Write a consistent backup of the whole registry to FILE.")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--url", envvar="REGISTRY_URL", default=None, help="A peer's URL (default: the local cluster's first).")
-@click.option("--token", envvar="REGISTRY_TOKEN", default=None, help="An admin token (default: the local cluster's).")
+@_peer_api_options
 @click.option("--data-dir", default=DEFAULT_CLUSTER_DIR, show_default=True, help="A local cluster's directory.")
 def save_snapshot(file, url, token, data_dir):
-    if url is None or token is None:
-        local = _load_local(data_dir, "; or give --url and --token")
-        url = url or local.peers[0].url
-        token = token or local.admin_token
-    status, body = http_json(url.rstrip("/") + "/registry-svc/snapshot", timeout=60,
-                             headers={"Authorization": f"Bearer {token}"})
-    if status != 200:
-        reason = (body or {}).get("error") if isinstance(body, dict) else None
-        raise click.ClickException(f"{url} answered {status or 'nothing'}: {reason or 'no reason given'}")
+    body = _admin_call(url, token, data_dir, "GET", "/registry-svc/snapshot", timeout=60)
     write_private(file, json.dumps(body) + "\n")
     click.echo(f"saved {len(body['instances'])} instances, {len(body['nodes'])} nodes and the permits "
                f"at Raft index {body['index']} to {file}")

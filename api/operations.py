@@ -2,12 +2,13 @@
 
 from flask import Blueprint
 
+from cluster import membership
 from cluster.submit import WriteUnavailable
 from registry.permissions import CLUSTER_ADMIN, NODE_VIEW
 
 from .auth import requires
-from .errors import unavailable
-from .jsonio import respond
+from .errors import ApiError, unavailable
+from .jsonio import read_json, respond
 from .results import current_peer
 
 blueprint = Blueprint("operations", __name__)
@@ -45,3 +46,39 @@ def snapshot():
         return respond(current_peer().snapshot())
     except WriteUnavailable as error:
         raise unavailable(f"a consistent snapshot needs the leader and a majority ({error.message}); retry") from None
+
+
+def _membership_deadline():
+    # A change may wait for a leadership handoff and a commit: more than one write's deadline.
+    return 2 * current_peer().config.write_timeout_seconds
+
+
+@blueprint.get("/registry-svc/cluster/peers")
+@requires(NODE_VIEW)
+def cluster_members():
+    """Extension: the Raft members as this peer knows them."""
+    replica = current_peer().replica
+    return respond({"members": replica.members, "leader": replica.leader_address})
+
+
+@blueprint.post("/registry-svc/cluster/peers")
+@requires(CLUSTER_ADMIN)
+def add_cluster_peer():
+    """Extension: add a peer (started with --join) to the Raft cluster."""
+    address = membership.validate_address(read_json(required=True))
+    try:
+        result = membership.add_peer(current_peer(), address, _membership_deadline())
+    except membership.MembershipError as error:
+        raise ApiError(error.status, error.message) from None
+    return respond(result, 201 if result["added"] else 200)
+
+
+@blueprint.delete("/registry-svc/cluster/peers/<path:raft_address>")
+@requires(CLUSTER_ADMIN)
+def remove_cluster_peer(raft_address):
+    """Extension: remove a peer from the Raft cluster (a leader hands leadership off first)."""
+    try:
+        result = membership.remove_peer(current_peer(), raft_address, _membership_deadline())
+    except membership.MembershipError as error:
+        raise ApiError(error.status, error.message) from None
+    return respond(result)

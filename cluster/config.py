@@ -30,6 +30,8 @@ class PeerConfig:
     scan_interval_seconds: float = 15.0
     scan_timeout_seconds: float = 3.0
     renewal_flush_seconds: float = 0.5
+    # Joining a running cluster: no campaigning before the leader is heard (see cluster/membership.py).
+    join: bool = False
 
     @property
     def partners(self):

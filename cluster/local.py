@@ -209,6 +209,37 @@ class LocalCluster(PeerProcesses):
             *self.extra_args,
         ]
 
+    def start_joining_peer(self):
+        """Start one more peer, on the next free ports, to join this running cluster (it does
+        not campaign until the leader, told by `add-peer`, reaches it)."""
+        self.prepare_secret()
+        last = max(self.peers, key=lambda p: p.index)
+        http_port = max(p.http_port for p in self.peers) + 1
+        raft_port = max(p.raft_port for p in self.peers) + 1
+        while not (port_is_free(last.host, http_port) and port_is_free(last.host, raft_port)):
+            http_port, raft_port = http_port + 1, raft_port + 1
+            if raft_port > 65535 or http_port > 65535:
+                raise ConfigurationError("no free ports left above the cluster's for a new peer")
+        peer = LocalPeer(last.index + 1, last.host, http_port, raft_port,
+                         os.path.join(self.data_dir, f"peer-{last.index + 1}"))
+        if os.path.exists(peer.data_dir):
+            raise ConfigurationError(f"{peer.data_dir} already exists: a new peer needs an empty data directory")
+        self.peers.append(peer)
+        self.launch(peer, self.serve_command(peer) + ["--join"], new_session=True)
+        self.wait_listening(peer)
+        return peer
+
+    def wait_listening(self, peer, timeout=30.0):
+        """Wait until the peer's Raft port takes connections (it must, before it is added)."""
+        deadline = time.monotonic() + timeout
+        while not port_answers(peer.host, peer.raft_port):
+            if not self.is_running(peer):
+                raise ConfigurationError(f"peer {peer.url} exited while starting; its log {peer.log_path} ends "
+                                         f"with:\n{tail(peer.log_path)}")
+            if time.monotonic() > deadline:
+                raise ConfigurationError(f"peer {peer.url} did not listen on {peer.raft} within {timeout:.0f}s")
+            time.sleep(0.05)
+
     def start_peer(self, peer):
         # Its own session: a terminal's Ctrl-C reaches `cluster up`, which stops peers in order.
         return self.launch(peer, self.serve_command(peer), new_session=True)
@@ -294,6 +325,14 @@ def port_is_free(host, port):
         except OSError:
             return False
     return True
+
+
+def port_answers(host, port):
+    try:
+        socket.create_connection((host, port), timeout=1.0).close()
+        return True
+    except OSError:
+        return False
 
 
 def tail(path, lines=20):

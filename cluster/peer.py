@@ -10,7 +10,7 @@ import orjson
 from registry import commands, health
 from registry.permissions import SYSTEM
 
-from . import identity
+from . import identity, membership
 from .config import PeerConfig, RaftTimings
 from .renewals import RenewalCoalescer
 from .replica import RegistryReplica
@@ -30,13 +30,14 @@ class Peer:
         self.started_monotonic = time.monotonic()
         data_dir = identity.prepare_data_dir(config.data_dir)
         self.node_id = identity.node_id(data_dir, config.node_id)
-        password = identity.cluster_secret(data_dir, config.cluster_secret, multi_peer=bool(config.partners))
+        partners = membership.starting_partners(data_dir, config.raft_address, config.partners)
+        password = identity.cluster_secret(data_dir, config.cluster_secret, multi_peer=bool(partners) or config.join)
         # Kept for deriving the API token key; never logged, reported or serialised.
         self.cluster_secret = password
         self.url = config.public_url
         self.replica = RegistryReplica(
-            config.raft_address, config.partners, data_dir=data_dir, password=password, timings=timings,
-            compact_after_entries=config.compact_after_entries,
+            config.raft_address, partners, data_dir=data_dir, password=password, timings=timings,
+            compact_after_entries=config.compact_after_entries, joining=config.join,
         )
         self.committer = GroupCommitter(self.replica)
         self.self_report = SelfReport(
@@ -188,4 +189,4 @@ class Peer:
                 "appliedIndex": raft.get("appliedIndex"),
             })
         leader_entry = next((p for p in peers if p["isLeader"]), None)
-        return {"self": self_entry, "leader": leader_entry, "peers": peers}
+        return {"self": self_entry, "leader": leader_entry, "peers": peers, "members": replica.members}

@@ -15,17 +15,20 @@ import struct
 import threading
 import time
 
-from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.transport import TCPTransport
 
+from registry import commands as registry_commands
 from registry.state import RegistryState, digest_of
 
-from . import dumps
+from . import dumps, membership
 from .identity import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
+# How long a leader asked to hand off keeps trying to find a caught-up successor.
+HANDOFF_SECONDS = 5.0
 
 
 class ContactTrackingTransport(TCPTransport):
@@ -37,6 +40,7 @@ class ContactTrackingTransport(TCPTransport):
         self.last_leader_contact = None
         self.last_leader_seen = None
         self.leader_changes = 0
+        self.on_follower_confirmed = None  # called on the Raft thread with the follower's node
 
     def _onMessageReceived(self, node, message):
         now = time.monotonic()
@@ -50,6 +54,8 @@ class ContactTrackingTransport(TCPTransport):
                 self.leader_changes += 1
         if kind == "next_node_idx":
             self._keep_next_index_monotonic(node, message)
+            if message.get("success") and self.on_follower_confirmed is not None:
+                self.on_follower_confirmed(node)
         else:
             super()._onMessageReceived(node, message)
 
@@ -83,7 +89,7 @@ class ContactTrackingTransport(TCPTransport):
 
 class RegistryReplica(SyncObj):
     def __init__(self, raft_address, partners, *, data_dir, password, timings, compact_after_entries=5000,
-                 on_state_changed=None):
+                 on_state_changed=None, joining=False):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
         self._registry = RegistryState()
         self._lock = threading.Lock()
@@ -92,6 +98,15 @@ class RegistryReplica(SyncObj):
         self._digest_cache = None
         self._user_state_callback = on_state_changed
         self._dump_path = os.path.join(data_dir, dumps.FILE_NAME)
+        self._data_dir = data_dir
+        self._persisted_partners = None
+        self._journal_membership_replayed = False
+        # A peer joining a running cluster must not campaign before it has heard the leader:
+        # its empty log cannot win, and each try would bump the term and unseat the leader.
+        self._joining = joining
+        self._raft_max_timeout = timings.raft_max_timeout
+        self._handoff_until = 0.0
+        self._handoff_sent_at = 0.0
         journal_path = os.path.join(data_dir, dumps.JOURNAL_FILE_NAME)
         self._leader_silence_limit = timings.raft_max_timeout * 2
         _check_writable(data_dir, journal_path, journal_path + ".meta", self._dump_path)
@@ -107,6 +122,7 @@ class RegistryReplica(SyncObj):
             deserializer=self._read_dump,
             **timings.sync_obj_options(),
             onStateChanged=self._on_state_changed,
+            dynamicMembershipChange=True,
             # Bind exactly the configured address, never a wildcard.
             bindAddress=raft_address,
         )
@@ -115,6 +131,8 @@ class RegistryReplica(SyncObj):
         except (struct.error, ValueError, EOFError, IndexError, pickle.UnpicklingError, OSError) as error:
             raise ConfigurationError(
                 f"the Raft journal {journal_path} cannot be read ({error!r}). {dumps.MOVE_ASIDE}") from None
+        self.addOnTickCallback(self._on_tick)
+        self.transport.on_follower_confirmed = self._on_follower_caught_up
 
     # -- the replicated write path ------------------------------------------------------------
 
@@ -131,6 +149,9 @@ class RegistryReplica(SyncObj):
         for kind in changed:
             with self._changed[kind]:
                 self._changed[kind].notify_all()
+        for command in commands:
+            if command.get("type") == registry_commands.LEADER_HANDOFF and command.get("leader") == self.selfNode.id:
+                self._handoff_until = time.monotonic() + HANDOFF_SECONDS
         for result in results:
             result["index"] = index
         return results
@@ -169,6 +190,67 @@ class RegistryReplica(SyncObj):
             if self._registry.index == digest["index"]:
                 self._digest_cache = digest
         return dict(digest)
+
+    # -- membership -------------------------------------------------------------------------------
+
+    @property
+    def members(self):
+        """Raft addresses of every member as this peer knows them, itself included, sorted."""
+        return sorted([self.selfNode.id] + [node.id for node in self.otherNodes])
+
+    def change_membership(self, change, address, timeout):
+        """Propose adding ("add") or removing ("rem") a peer; PySyncObj's FAIL_REASON once
+        committed or refused, None if neither happened within timeout."""
+        waiter = membership.ChangeWaiter()
+        propose = self.addNodeToCluster if change == "add" else self.removeNodeFromCluster
+        propose(address, callback=waiter)
+        return waiter.wait(timeout)
+
+    def _on_tick(self):
+        """On the Raft thread, after each tick: the work PySyncObj has no hook for."""
+        if not self._journal_membership_replayed:
+            self._journal_membership_replayed = True
+            self._replay_journal_membership()
+        partners = frozenset(node.id for node in self._SyncObj__otherNodes)
+        if partners != self._persisted_partners:
+            membership.write(self._data_dir, self.selfNode.id, partners | {self.selfNode.id})
+            if self._persisted_partners is not None:
+                log.info("members now %s", ", ".join(sorted(partners | {self.selfNode.id})))
+            self._persisted_partners = partners
+        if self._joining:
+            if self.transport.last_leader_contact is not None:
+                self._joining = False
+            else:
+                self._SyncObj__raftElectionDeadline = time.monotonic() + self._raft_max_timeout
+        if self._handoff_until and time.monotonic() > self._handoff_until:
+            self._handoff_until = 0.0
+
+    def _on_follower_caught_up(self, node):
+        """On the Raft thread, after a follower confirmed entries. A leader asked to hand off
+        does it now: PySyncObj only hands leadership to a follower holding every entry, and
+        under write load that is true just after a reply, rarely at a tick."""
+        if not self._handoff_until or not self._isLeader():
+            return
+        now = time.monotonic()
+        if now - self._handoff_sent_at < self._raft_max_timeout:
+            return  # one forced election at a time; try again if it did not take
+
+        def sent(_result, reason):
+            if reason == FAIL_REASON.SUCCESS:
+                self._handoff_sent_at = now
+                log.info("handing leadership to %s", node.id)
+
+        self.transferLeadership(node, callback=sent)
+
+    def _replay_journal_membership(self):
+        """Apply the membership entries the journal holds (PySyncObj only applies them as they
+        arrive), in case this peer stopped before writing its members file."""
+        partners = {node.id for node in self._SyncObj__otherNodes}
+        entries = self._SyncObj__raftLog
+        replayed = membership.replay(partners, (entries[i] for i in range(len(entries))), self.selfNode.id)
+        if replayed != partners:
+            log.info("journal membership entries change the partners to %s", ", ".join(sorted(replayed)))
+            self._SyncObj__updateClusterConfiguration(sorted(replayed))
 
     # -- Raft status ------------------------------------------------------------------------------
 
@@ -256,6 +338,7 @@ class RegistryReplica(SyncObj):
     def _read_dump(self, path):
         """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
         document, self._verified_dump = self._verified_dump, None
+        from_own_disk = document is not None
         if document is None:  # a dump that arrived from the leader since start
             document = dumps.read(path)
         state = RegistryState.from_snapshot(document["state"])
@@ -267,7 +350,16 @@ class RegistryReplica(SyncObj):
                 condition.notify_all()
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
-        return dumps.decode_entry(raft["lastEntry"]), dumps.decode_entry(raft["previousEntry"]), list(raft["cluster"])
+        # PySyncObj makes the dump's member list the topology. At start the members file (what
+        # otherNodes came from) is newer than our own dump; a dump sent by the leader carries the
+        # leader's members, which a new peer may not have been told of. A restored backup has none.
+        # Self must be left out: PySyncObj compares it as a Node, and these are strings.
+        current = [node.id for node in self._SyncObj__otherNodes]
+        if from_own_disk or not raft["cluster"]:
+            cluster = current
+        else:
+            cluster = [address for address in raft["cluster"] if address != self.selfNode.id]
+        return dumps.decode_entry(raft["lastEntry"]), dumps.decode_entry(raft["previousEntry"]), cluster
 
 
 def _check_writable(*paths):

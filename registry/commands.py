@@ -18,6 +18,9 @@ SET_PERMITS = "permits.set"
 SCAN_RESULTS = "instance.scan"
 RENEW_INSTANCES = "instance.renew"
 READ_BARRIER = "read.barrier"
+LEADER_HANDOFF = "leader.handoff"
+# Commands that change no replicated data: they act on Raft itself, not on the state.
+NO_STATE_CHANGE = (READ_BARRIER, LEADER_HANDOFF)
 
 # What kind of data each command changes, for per-kind indexes (blocking reads wait on them).
 INSTANCES, NODES, PERMITS = "instances", "nodes", "permits"
@@ -67,3 +70,9 @@ def read_barrier():
     """Changes nothing: once it is applied here, this replica holds every write committed
     before it was proposed (a linearizable read's proof of currency)."""
     return {"type": READ_BARRIER, "v": VERSION}
+
+
+def leader_handoff(leader_address):
+    """Changes nothing: asks the peer at leader_address, if it still leads, to hand leadership
+    to a caught-up follower (so that it can be removed from the cluster)."""
+    return {"type": LEADER_HANDOFF, "v": VERSION, "leader": leader_address}

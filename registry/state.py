@@ -40,7 +40,7 @@ class RegistryState:
         self.kind_index = {commands.INSTANCES: 0, commands.NODES: 0, commands.PERMITS: 0}
 
     def apply(self, command, index):
-        if isinstance(command, dict) and command.get("type") == commands.READ_BARRIER:
+        if isinstance(command, dict) and command.get("type") in commands.NO_STATE_CHANGE:
             return ok()  # changes nothing, not even the index
         self.index = index
         if not isinstance(command, dict):
