@@ -32,6 +32,8 @@ class PeerConfig:
     renewal_flush_seconds: float = 0.5
     # Joining a running cluster: no campaigning before the leader is heard (see cluster/membership.py).
     join: bool = False
+    # Flush the Raft journal to disk before entries are sent or confirmed (see README).
+    sync_journal: bool = True
 
     @property
     def partners(self):

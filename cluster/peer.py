@@ -38,6 +38,7 @@ class Peer:
         self.replica = RegistryReplica(
             config.raft_address, partners, data_dir=data_dir, password=password, timings=timings,
             compact_after_entries=config.compact_after_entries, joining=config.join,
+            sync_journal=config.sync_journal,
         )
         self.committer = GroupCommitter(self.replica)
         self.self_report = SelfReport(

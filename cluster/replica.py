@@ -21,7 +21,7 @@ from pysyncobj.transport import TCPTransport
 from registry import commands as registry_commands
 from registry.state import RegistryState, digest_of
 
-from . import dumps, membership
+from . import dumps, durability, membership
 from .identity import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,25 @@ class ContactTrackingTransport(TCPTransport):
         self.last_leader_seen = None
         self.leader_changes = 0
         self.on_follower_confirmed = None  # called on the Raft thread with the follower's node
+        self.sync_journal = None  # flushes the journal to disk; None leaves it to the kernel
+        self._journal_unflushed = False
+
+    def send(self, node, message):
+        # PySyncObj writes the journal through mmap and leaves flushing to the kernel. A follower
+        # confirms entries only once they are on disk. A leader flushes its new entries after
+        # sending them, in parallel with the followers' flushes (Raft allows it), and before it
+        # reads any confirmation: only a confirmation can commit them, on this same thread.
+        if self.sync_journal is not None and isinstance(message, dict):
+            kind = message.get("type")
+            if kind == "next_node_idx" and message.get("success"):
+                self._flush_journal()
+            elif kind == "append_entries" and message.get("entries"):
+                self._journal_unflushed = True
+        return super().send(node, message)
+
+    def _flush_journal(self):
+        self.sync_journal()
+        self._journal_unflushed = False
 
     def _onMessageReceived(self, node, message):
         now = time.monotonic()
@@ -53,6 +72,8 @@ class ContactTrackingTransport(TCPTransport):
                 self.last_leader_seen = node.id
                 self.leader_changes += 1
         if kind == "next_node_idx":
+            if self._journal_unflushed:
+                self._flush_journal()
             self._keep_next_index_monotonic(node, message)
             if message.get("success") and self.on_follower_confirmed is not None:
                 self.on_follower_confirmed(node)
@@ -89,7 +110,7 @@ class ContactTrackingTransport(TCPTransport):
 
 class RegistryReplica(SyncObj):
     def __init__(self, raft_address, partners, *, data_dir, password, timings, compact_after_entries=5000,
-                 on_state_changed=None, joining=False):
+                 on_state_changed=None, joining=False, sync_journal=True):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
         self._registry = RegistryState()
         self._lock = threading.Lock()
@@ -133,6 +154,8 @@ class RegistryReplica(SyncObj):
                 f"the Raft journal {journal_path} cannot be read ({error!r}). {dumps.MOVE_ASIDE}") from None
         self.addOnTickCallback(self._on_tick)
         self.transport.on_follower_confirmed = self._on_follower_caught_up
+        self._sync_journal = durability.make_durable(self._SyncObj__raftLog) if sync_journal else None
+        self.transport.sync_journal = self._sync_journal
 
     # -- the replicated write path ------------------------------------------------------------
 
@@ -141,6 +164,8 @@ class RegistryReplica(SyncObj):
         # PySyncObj applies entries in order and counts raftLastApplied up after each one, so
         # the entry being applied now sits at raftLastApplied + 1 on every peer alike.
         index = self.raftLastApplied + 1
+        if self._sync_journal is not None and not self._SyncObj__otherNodes:
+            self._sync_journal()  # a single peer commits without sending: flush before answering
         with self._lock:
             before = dict(self._registry.kind_index)
             results = [self._registry.apply(command, index) for command in commands]
