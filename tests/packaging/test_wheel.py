@@ -52,6 +52,11 @@ def test_the_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
                 assert peer.poll() is None, peer.stderr.read().decode()
                 return False
         wait_until(ready, 60, "the peer from the installed wheel to be ready")
+        # The dashboard's files are package data: the installed peer serves them.
+        for name in ("index.html", "app.js", "style.css"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ui/{name}", timeout=10) as answer:
+                with open(os.path.join(ROOT, "api", "ui_assets", name), "rb") as source:
+                    assert answer.status == 200 and answer.read() == source.read(), name
     finally:
         peer.terminate()
         try:
