@@ -3,6 +3,7 @@
 from flask import Flask, g
 
 from . import auth, consistency, instances, logs, metrics, nodes, operations, permits
+from . import ui
 from .errors import register_error_handlers
 from .tokens import signing_key
 
@@ -17,6 +18,7 @@ def create_app(peer):
     logs.install(app)
     for module in (instances, nodes, operations, permits):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(ui.blueprint)  # the web dashboard at /ui
     register_error_handlers(app)
     auth.install(app, signing_key(peer.cluster_secret))
     consistency.install(app, peer.config.max_blocking_reads)
