@@ -17,6 +17,7 @@ from .identity import ConfigurationError
 FORMAT = 1
 FILE_NAME = "raft.dump"
 JOURNAL_FILE_NAME = "raft.journal"
+PARTIAL_SUFFIX = ".writing"  # a dump being written; left behind only by a crash, and ignored
 _NO_OP = b"\x01"  # PySyncObj's _COMMAND_TYPE.NO_OP: an entry that applies nothing
 MOVE_ASIDE = ("Move this peer's data directory aside (keep it for inspection) and start the peer again: "
               "in a multi-peer cluster it starts empty and copies the state from the leader; a single "
@@ -24,17 +25,25 @@ MOVE_ASIDE = ("Move this peer's data directory aside (keep it for inspection) an
 
 
 def write(path, snapshot, last_entry, previous_entry, cluster=()):
+    """Write the dump durably and atomically: a crash leaves the old dump or the new one."""
     document = {
         "format": FORMAT,
         "raft": {"lastEntry": _encode_entry(last_entry), "previousEntry": _encode_entry(previous_entry),
                  "cluster": sorted(cluster)},
         "state": snapshot,
     }
-    with open(path, "wb") as out:
+    partial = path + PARTIAL_SUFFIX
+    with open(partial, "wb") as out:
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as packed:
             packed.write(orjson.dumps(document))
         out.flush()
         os.fsync(out.fileno())
+    os.replace(partial, path)
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def read(path):

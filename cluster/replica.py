@@ -16,10 +16,11 @@ import threading
 import time
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.serializer import SERIALIZER_STATE
 from pysyncobj.transport import TCPTransport
 
 from registry import commands as registry_commands
-from registry.state import RegistryState, digest_of
+from registry.state import RegistryState, digest_of, snapshot_of
 
 from . import dumps, durability, membership
 from .identity import ConfigurationError
@@ -128,6 +129,7 @@ class RegistryReplica(SyncObj):
         self._raft_max_timeout = timings.raft_max_timeout
         self._handoff_until = 0.0
         self._handoff_sent_at = 0.0
+        self._dump_state = SERIALIZER_STATE.NOT_SERIALIZING
         journal_path = os.path.join(data_dir, dumps.JOURNAL_FILE_NAME)
         self._leader_silence_limit = timings.raft_max_timeout * 2
         _check_writable(data_dir, journal_path, journal_path + ".meta", self._dump_path)
@@ -141,6 +143,7 @@ class RegistryReplica(SyncObj):
             logCompactionMinEntries=compact_after_entries,
             serializer=self._write_dump,
             deserializer=self._read_dump,
+            serializeChecker=self._dump_progress,
             **timings.sync_obj_options(),
             onStateChanged=self._on_state_changed,
             dynamicMembershipChange=True,
@@ -207,10 +210,10 @@ class RegistryReplica(SyncObj):
             cached = self._digest_cache
             if cached is not None and cached["index"] == self._registry.index:
                 return dict(cached)
-            # Only the copy is taken under the lock the Raft thread applies under; hashing a large
-            # state (over a second at 100,000 instances) happens outside it.
-            snapshot = self._registry.to_snapshot()
-        digest = digest_of(snapshot)
+            # Only the copy is taken under the lock the Raft thread applies under; sorting and
+            # hashing a large state happen outside it.
+            parts = self._registry.copy_parts()
+        digest = digest_of(snapshot_of(parts))
         with self._lock:
             if self._registry.index == digest["index"]:
                 self._digest_cache = digest
@@ -352,13 +355,42 @@ class RegistryReplica(SyncObj):
     # -- full dumps ---------------------------------------------------------------------------------
 
     def _write_dump(self, path, raft_data):
-        """PySyncObj's serializer hook, on the Raft thread: state and the Raft entries it ends at."""
+        """PySyncObj's serializer hook, on the Raft thread: the state and the Raft entries it ends at.
+
+        Only the copy of the state is made here. Sorting, encoding, compressing and fsyncing
+        take seconds at 100,000 instances, long enough for followers to miss heartbeats and
+        elect another leader; a thread of its own does them, and _dump_progress reports to
+        PySyncObj, which trims its log only once the dump is on disk.
+        """
         last_entry, previous_entry, cluster = raft_data
         with self._lock:
-            snapshot = self._registry.to_snapshot()
-        dumps.write(path, snapshot, last_entry, previous_entry, [node.id for node in cluster])
+            parts = self._registry.copy_parts()
+        # PySyncObj renames `path` over the dump once this returns. Leave nothing there to rename
+        # (it then counts the call as failed, and _dump_progress overrides that).
+        _remove_if_present(path)
+        self._dump_state = SERIALIZER_STATE.SERIALIZING
+        threading.Thread(target=self._finish_dump, args=(parts, last_entry, previous_entry,
+                                                         [node.id for node in cluster]),
+                         name="full-dump", daemon=True).start()
+
+    def _finish_dump(self, parts, last_entry, previous_entry, members):
+        try:
+            snapshot = snapshot_of(parts)
+            dumps.write(self._dump_path, snapshot, last_entry, previous_entry, members)
+        except Exception:
+            log.exception("writing the full dump failed; the journal keeps every entry until the next try")
+            self._dump_state = SERIALIZER_STATE.FAILED
+            return
         log.info("wrote full dump at raft index %d (%d instances, %d nodes)",
                  last_entry[1], len(snapshot["instances"]), len(snapshot["nodes"]))
+        self._dump_state = SERIALIZER_STATE.SUCCESS
+
+    def _dump_progress(self):
+        """PySyncObj's serializeChecker hook, each tick: where the dump thread is."""
+        state = self._dump_state
+        if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._dump_state = SERIALIZER_STATE.NOT_SERIALIZING
+        return state
 
     def _read_dump(self, path):
         """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
@@ -385,6 +417,13 @@ class RegistryReplica(SyncObj):
         else:
             cluster = [address for address in raft["cluster"] if address != self.selfNode.id]
         return dumps.decode_entry(raft["lastEntry"]), dumps.decode_entry(raft["previousEntry"]), cluster
+
+
+def _remove_if_present(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _check_writable(*paths):
