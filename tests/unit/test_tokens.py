@@ -40,3 +40,18 @@ def test_durations():
     for bad in ("", "abc", "5 m", "-3s", "0s", "3w"):
         with pytest.raises(ValidationError):
             parse_seconds(bad)
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_not_beyond():
+    key = signing_key("a cluster secret of some length")
+    issued = 1_800_000_000
+    token = mint(key, "team-a", ["user"], 60, now=issued)
+    assert verify(key, token, now=issued + 1) == {"slug": "team-a", "roles": ["user"]}
+    caller = verify(key, token, now=issued + 59)  # from the cache: the same answer
+    assert caller == {"slug": "team-a", "roles": ["user"]}
+    caller["roles"].append("admin")  # a caller changing its copy changes nothing remembered
+    assert verify(key, token, now=issued + 59)["roles"] == ["user"]
+    with pytest.raises(InvalidToken, match="expired"):
+        verify(key, token, now=issued + 61)
+    with pytest.raises(InvalidToken, match="signature"):
+        verify(signing_key("another cluster's secret value"), token, now=issued + 1)
