@@ -28,6 +28,9 @@ from .identity import ConfigurationError
 log = logging.getLogger(__name__)
 
 RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
+# The log is also compacted once it holds this many commands per --compact-after-entries entry.
+COMMANDS_PER_ENTRY_LIMIT = 4
+DUMP_THREAD_NICENESS = 10
 # How long a leader asked to hand off keeps trying to find a caught-up successor.
 HANDOFF_SECONDS = 5.0
 
@@ -130,6 +133,10 @@ class RegistryReplica(SyncObj):
         self._handoff_until = 0.0
         self._handoff_sent_at = 0.0
         self._dump_state = SERIALIZER_STATE.NOT_SERIALIZING
+        # Group commit packs up to hundreds of commands into one entry, so a limit in entries
+        # alone would let the in-memory log hold millions of commands; this bounds them too.
+        self._compact_after_commands = COMMANDS_PER_ENTRY_LIMIT * compact_after_entries
+        self._commands_since_dump = 0
         journal_path = os.path.join(data_dir, dumps.JOURNAL_FILE_NAME)
         self._leader_silence_limit = timings.raft_max_timeout * 2
         _check_writable(data_dir, journal_path, journal_path + ".meta", self._dump_path)
@@ -167,6 +174,7 @@ class RegistryReplica(SyncObj):
         # PySyncObj applies entries in order and counts raftLastApplied up after each one, so
         # the entry being applied now sits at raftLastApplied + 1 on every peer alike.
         index = self.raftLastApplied + 1
+        self._commands_since_dump += len(commands)
         if self._sync_journal is not None and not self._SyncObj__otherNodes:
             self._sync_journal()  # a single peer commits without sending: flush before answering
         with self._lock:
@@ -250,6 +258,10 @@ class RegistryReplica(SyncObj):
                 self._joining = False
             else:
                 self._SyncObj__raftElectionDeadline = time.monotonic() + self._raft_max_timeout
+        if (self._commands_since_dump > self._compact_after_commands
+                and self._dump_state == SERIALIZER_STATE.NOT_SERIALIZING):
+            self._commands_since_dump = 0
+            self.forceLogCompaction()
         if self._handoff_until and time.monotonic() > self._handoff_until:
             self._handoff_until = 0.0
 
@@ -365,6 +377,7 @@ class RegistryReplica(SyncObj):
         last_entry, previous_entry, cluster = raft_data
         with self._lock:
             parts = self._registry.copy_parts()
+        self._commands_since_dump = 0
         # PySyncObj renames `path` over the dump once this returns. Leave nothing there to rename
         # (it then counts the call as failed, and _dump_progress overrides that).
         _remove_if_present(path)
@@ -374,6 +387,11 @@ class RegistryReplica(SyncObj):
                          name="full-dump", daemon=True).start()
 
     def _finish_dump(self, parts, last_entry, previous_entry, members):
+        try:
+            # Behind the Raft thread and request threads for the CPU (Linux: per-thread nice).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DUMP_THREAD_NICENESS)
+        except (AttributeError, OSError):
+            pass
         try:
             snapshot = snapshot_of(parts)
             dumps.write(self._dump_path, snapshot, last_entry, previous_entry, members)
