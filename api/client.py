@@ -14,12 +14,16 @@ This module talks HTTP only: it imports neither `registry` nor `cluster`, so it 
 into any program that only has `requests`.
 """
 
+import ssl
 from http import HTTPStatus
 from urllib.parse import quote, urlsplit
 
 import requests
 
 DEFAULT_CONNECT_TIMEOUT = 3.0
+# Statuses a reverse proxy gives for a peer it cannot reach. A peer's own answers always carry
+# X-Registry-Index, so one without it came from the proxy, and the next peer is tried.
+PROXY_UNAVAILABLE = (502, 503, 504)
 # Writes wait for a Raft commit (5 s by default at the server) before the server answers 503.
 DEFAULT_READ_TIMEOUT = 30.0
 
@@ -97,13 +101,16 @@ class RegistryClient:
                                                 headers=headers, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
                 reason = describe_unanswered(error, self.timeout)
-                failures.append((base, reason))
-                if position + 1 < len(order) and self.on_failover:
-                    self.on_failover(base, reason, order[position + 1])
-                continue
-            self._preferred = self.urls.index(base)
-            self.last_response = response
-            return _decode(response)
+            else:
+                if response.status_code not in PROXY_UNAVAILABLE or "X-Registry-Index" in response.headers:
+                    self._preferred = self.urls.index(base)
+                    self.last_response = response
+                    return _decode(response)
+                # A proxy in front of the peer (nginx, TLS) answered for it: the peer is down.
+                reason = f"a proxy in front of it answered {response.status_code} (the peer behind it is unavailable)"
+            failures.append((base, reason))
+            if position + 1 < len(order) and self.on_failover:
+                self.on_failover(base, reason, order[position + 1])
         raise NoPeerAnswered(failures)
 
     # -- instances ----------------------------------------------------------------------------
@@ -186,6 +193,12 @@ def describe_unanswered(error, timeout):
         return f"no connection within {timeout[0]:g}s"
     if isinstance(error, requests.Timeout):
         return f"no answer within {timeout[1]:g}s"
+    if isinstance(error, requests.exceptions.SSLError):
+        certificate = _first_of(error, ssl.SSLCertVerificationError)
+        if certificate is not None:
+            return (f"its TLS certificate was not accepted ({certificate.verify_message}); "
+                    "set REQUESTS_CA_BUNDLE to the CA file that signed it")
+        return "the TLS handshake failed"
     cause = _root_os_error(error)
     if cause is not None and cause.strerror:
         return cause.strerror[:1].lower() + cause.strerror[1:]
@@ -193,19 +206,27 @@ def describe_unanswered(error, timeout):
 
 
 def _root_os_error(error):
-    # requests wraps urllib3's MaxRetryError, which holds the socket error as `reason` or as a cause.
+    return _first_of(error, OSError, lambda e: bool(e.strerror), deepest=True)
+
+
+def _first_of(error, kind, accept=lambda _: True, deepest=False):
+    """The (first, or deepest) exception of `kind` among `error` and what it wraps: requests wraps
+    urllib3's MaxRetryError, which holds the socket or TLS error as `reason` (sometimes a mere
+    string) or as a cause."""
     seen = set()
     pending = [error]
     found = None
     while pending:
         current = pending.pop()
-        if current is None or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
+        if isinstance(current, kind) and accept(current):
             found = current
+            if not deepest:
+                return found
         pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+        pending.extend(getattr(current, "args", ()))
     return found
 
 

@@ -303,10 +303,8 @@ def test_three_machines_behind_tls_survive_a_rolling_restart_and_take_a_fourth(m
     assert code == 0, f"oo i ls through TLS: {err}"
     assert [i["url"] for i in json.loads(out)] == ["http://through-tls:8080"], out
     code, out, err = made.oo(third, "i", "ls", ca=False)
-    # Known defect, to drop once fixed: api/client.py's _root_os_error follows an SSL error's
-    # `reason`, which is a str, and oo reports "unexpected AttributeError" instead of the cause.
-    known_defect = "object has no attribute '__cause__'" in err
-    assert code == 1 and ("certificate" in err.lower() or known_defect), f"oo without the CA: exit {code}: {err}"
+    assert code == 1 and "certificate was not accepted" in err and "REQUESTS_CA_BUNDLE" in err, \
+        f"oo without the CA: exit {code}: {err}"
 
     # Blocking reads through nginx: held for their wait when nothing changes, answered as soon
     # as their kind of data changes.

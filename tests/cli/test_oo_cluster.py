@@ -1,9 +1,11 @@
 """The real `oo` against a real local 3-peer cluster of separate `registry serve` processes."""
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -47,6 +49,32 @@ def admin_env(oo, cluster, peer_urls):
 @pytest.fixture
 def dead_url():
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def bad_gateway_url():
+    """What a reverse proxy answers for a peer that is down: 502 without the registry's headers."""
+    class BadGateway(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            body = b"<html><body>502 Bad Gateway</body></html>"
+            self.send_response(502)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_PUT = do_POST = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BadGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
 
 
 def listed_ids(oo, *args):
@@ -199,6 +227,17 @@ def test_failover_to_the_next_peer_when_the_first_is_down(oo, cluster, peer_urls
     verbose = oo("-v", "n", "ls")
     assert verbose.exit_code == 0
     assert verbose.stderr == f"oo: {dead_url} did not answer (connection refused); trying {peer_urls[0]}\n"
+
+
+def test_failover_past_a_proxy_answering_for_a_peer_that_is_down(oo, cluster, peer_urls, bad_gateway_url):
+    ok(oo("env", "add", "proxied", bad_gateway_url, *peer_urls))
+    ok(oo("token", "set", cluster.local.admin_token))
+    verbose = oo("-v", "put", "/registry-svc/instance", "--url=http://behind-proxy:1")
+    assert verbose.exit_code == 0, verbose.stderr
+    assert verbose.stderr == (f"oo: {bad_gateway_url} did not answer (a proxy in front of it answered 502 "
+                              f"(the peer behind it is unavailable)); trying {peer_urls[0]}\n")
+    # The registry's own 503 (no leader) carries its headers and is an answer, not a failover.
+    assert "X-Registry-Index" in RegistryClient(peer_urls[0]).session.get(peer_urls[0] + "/readyz").headers
 
 
 def test_url_and_token_flags_and_environment_variables_override(oo, cluster, peer_urls, dead_url):
