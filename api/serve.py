@@ -1,6 +1,8 @@
 """Running one peer: the replica and its heartbeat, and the HTTP API under waitress."""
 
+import ctypes
 import logging
+import os
 import signal
 
 from waitress import create_server
@@ -17,7 +19,25 @@ log = logging.getLogger(__name__)
 WAITRESS_BODY_SLACK_BYTES = 1024 * 1024
 
 
+# glibc gives each thread that allocates its own malloc arena, up to 8 per core. A peer runs
+# hundreds of threads (HTTP, blocking reads, Raft, dumps): at 100,000 instances that spread the
+# heap over many half-empty arenas, 2.8-3.2 KB of RSS per instance against 1.4-1.6 KB with two.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+
+
+def limit_malloc_arenas():
+    """Before any thread starts; MALLOC_ARENA_MAX in the environment wins (glibc read it already)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def serve(config, timings=None):
+    limit_malloc_arenas()
     host, port = split_address(config.http_address, "--http-address")
     peer = Peer(config) if timings is None else Peer(config, timings)
     app = create_app(peer)
