@@ -190,7 +190,7 @@ def _change(peer, change, address, deadline):
             return  # an earlier try of ours was committed after all
         time.sleep(RETRY_PAUSE_SECONDS)
     what = {FAIL_REASON.MISSING_LEADER: "no leader is known", FAIL_REASON.REQUEST_DENIED:
-            "the leader refused it for now (another membership change is in flight)",
+            "the leader refused it for now (another membership change is in flight, or it was just elected)",
             None: "it was not confirmed in time"}.get(last_reason, f"it failed ({last_reason})")
     verb = "adding" if change == "add" else "removing"
     raise MembershipError(503, f"{verb} {address}: {what}; check GET /registry-svc/cluster and retry")
