@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from api import tokens
 from api.client import ApiError, NoPeerAnswered, RegistryClient
-from tests.cluster.conftest import SERVE_ARGS, RunningCluster, make_cluster
+from tests.cluster.conftest import SERVE_ARGS, running_cluster
 from tests.ports import free_port
 from tests.waiting import wait_until
 
@@ -24,14 +23,9 @@ TABLE_HEADER = ["INSTANCE", "ID", "URL", "STATUS", "OWNER", "SLUG", "LAST", "HEA
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     # The health scanner would turn the made-up instance URLs Unreachable mid-test; keep it idle.
-    local = make_cluster(tmp_path_factory.mktemp("oo-cluster"), serve_args=SERVE_ARGS + ("--scan-interval", "600"))
-    try:
-        local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
-        local.start()
-        local.wait_ready(timeout=60)
-        yield RunningCluster(local)
-    finally:
-        local.stop()
+    with running_cluster(tmp_path_factory.mktemp("oo-cluster"),
+                         serve_args=SERVE_ARGS + ("--scan-interval", "600")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import requests
 
@@ -72,6 +74,25 @@ class RunningCluster:
         return "\n".join(f"--- {p.log_path}\n{tail(p.log_path, 40)}" for p in self.peers)
 
 
+def start_ready(local):
+    """Start a made cluster with an admin token and wait until every peer is ready."""
+    local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
+    local.start()
+    local.wait_ready(timeout=60)
+    return RunningCluster(local)
+
+
+@contextlib.contextmanager
+def running_cluster(directory, count=3, serve_args=SERVE_ARGS):
+    """A started cluster for a `with` block (module fixtures); its processes are stopped by pid
+    afterwards, pass or fail."""
+    local = make_cluster(directory, count, serve_args)
+    try:
+        yield start_ready(local)
+    finally:
+        local.stop()
+
+
 @pytest.fixture
 def start_cluster(tmp_path):
     """Start clusters for one test; every process is stopped by pid afterwards, pass or fail."""
@@ -80,10 +101,7 @@ def start_cluster(tmp_path):
     def start(count=3, serve_args=SERVE_ARGS):
         local = make_cluster(tmp_path / f"cluster-{len(started)}", count, serve_args)
         started.append(local)
-        local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
-        local.start()
-        local.wait_ready(timeout=60)
-        return RunningCluster(local)
+        return start_ready(local)
 
     yield start
     for local in started:

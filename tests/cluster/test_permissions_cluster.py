@@ -14,6 +14,7 @@ import requests
 
 from api import tokens
 from registry.permissions import default_permits
+from tests.cluster.conftest import running_cluster
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -83,15 +84,8 @@ def call(cluster, peer, endpoint, headers):
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory):
-    from tests.cluster.conftest import RunningCluster, make_cluster
-    local = make_cluster(tmp_path_factory.mktemp("perm"))
-    local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
-    try:
-        local.start()
-        local.wait_ready(timeout=60)
-        yield RunningCluster(local)
-    finally:
-        local.stop()
+    with running_cluster(tmp_path_factory.mktemp("perm")) as cluster:
+        yield cluster
 
 
 def test_every_endpoint_for_every_caller_at_leader_and_follower(shared_cluster):

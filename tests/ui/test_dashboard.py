@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from tests.cluster.conftest import SERVE_ARGS, RunningCluster, make_cluster
 from api import tokens
+from tests.cluster.conftest import running_cluster
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 
@@ -50,14 +50,8 @@ def _playwright():
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A real 3-peer cluster; every process is stopped by pid afterwards, pass or fail."""
-    local = make_cluster(tmp_path_factory.mktemp("ui-cluster"), 3, SERVE_ARGS)
-    local.admin_token = tokens.mint(tokens.signing_key(local.prepare_secret()), "admin", ["admin"], 3600)
-    try:
-        local.start()
-        local.wait_ready(timeout=60)
-        yield RunningCluster(local)
-    finally:
-        local.stop()
+    with running_cluster(tmp_path_factory.mktemp("ui-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
