@@ -1,14 +1,127 @@
-"""Type and shape checks shared by every request the registry accepts.
+"""Type and shape checks shared by every request the registry accepts, and the field specs
+that declare them.
 
 Each check names the field and says what was expected, so a 400 tells the caller what to fix.
+A request body is declared once, as a `Body` of field specs (`Text`, `Integer`, `TextList`,
+`Flag`, `Items`) beside the validator that reads it (registry/instances.py, nodes.py,
+permissions.py): the validator reads every field through its spec, and api/openapi.py turns
+the same specs into the JSON Schemas of the OpenAPI document, so the two cannot drift. Rules
+that join several fields (a url or its parts, a role or a slug) stay in the validators; a Body
+states them too (`alternatives`, `exactly_one_of`) so the document can.
 """
 
+import dataclasses
+import functools
 import re
 
 from .errors import ValidationError
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_EXCEPT_WHITESPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters as the checks below refuse them, written once for Python and for the
+# document's JSON Schema patterns (ECMA 262 reads them the same).
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f"
+CONTROL_CHARACTERS_EXCEPT_WHITESPACE = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+_CONTROL_EXCEPT_WHITESPACE = re.compile(f"[{CONTROL_CHARACTERS_EXCEPT_WHITESPACE}]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A string field; absent and null are the same. `pattern` must mean the same in Python's re
+    and in ECMA 262 (the document's dialect): no lookarounds, no inline flags."""
+
+    max_length: int
+    description: str = ""
+    multiline: bool = False  # tab, newline and carriage return allowed
+    allow_empty: bool = False
+    pattern: str = None
+    mismatch: str = ""  # the 400's message when `pattern` or `enum` refuses; {value} is the value
+    enum: tuple = None
+    example: str = None
+
+    @functools.cached_property
+    def _compiled(self):
+        return re.compile(self.pattern) if self.pattern else None
+
+    def read(self, body, name, *, check=True):
+        """The value (None when absent or null); check=False leaves pattern and enum to check()."""
+        value = string(body, name, max_length=self.max_length, multiline=self.multiline,
+                       allow_empty=self.allow_empty)
+        return value if value is None or not check else self.check(value)
+
+    def check(self, value):
+        """A string already known to be one (a query value): the pattern and the allowed values."""
+        if (self._compiled is not None and not self._compiled.match(value)) or \
+                (self.enum is not None and value not in self.enum):
+            raise ValidationError(self.mismatch.format(value=value))
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Integer:
+    minimum: int
+    maximum: int
+    description: str = ""
+    example: int = None
+
+    def read(self, body, name, **_):
+        return integer(body, name, minimum=self.minimum, maximum=self.maximum)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextList:
+    """An array of non-empty strings without control characters; `enum` names the allowed
+    items (the validator says which are not, in its own words)."""
+
+    max_items: int
+    max_length: int
+    description: str = ""
+    enum: tuple = None
+    example: list = None
+
+    def read(self, body, name, **_):
+        return string_list(body, name, max_items=self.max_items, max_length=self.max_length)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """true or false; null is refused."""
+
+    default: bool = False
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Items:
+    """A required array of objects, each a `Body`."""
+
+    body: "Body"
+    max_items: int
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Body:
+    """A JSON object with exactly these fields (unknown ones are refused).
+
+    `required`: fields that must be given and not null. `alternatives`: groups of fields, at
+    least one group given in full (not null). `exactly_one_of`: fields of which exactly one is
+    given (not null)."""
+
+    name: str
+    fields: dict
+    description: str = ""
+    required: tuple = ()
+    alternatives: tuple = ()
+    exactly_one_of: tuple = ()
+    example: dict = None
+
+    def check_shape(self, body, what="the request body"):
+        require_object(body, what)
+        reject_unknown(body, self.fields, what)
+        return body
+
+    def read(self, body, name, **options):
+        return self.fields[name].read(body, name, **options)
 
 
 def json_type_name(value):

@@ -18,46 +18,101 @@ from .timestamps import format_ns
 STATUSES = ("Unknown", "Healthy", "Degraded", "Unreachable", "Error")
 DEFAULT_STATUS = "Unknown"
 
+# Letters, digits and . _ : @ + -, starting with a letter or digit.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"
+SCHEME_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*$"
+# A DNS name (or a Docker-style one with _), at most 253 characters (the spec's max_length).
+HOST_PATTERN = r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$"
+HOST_MAX_LENGTH = 253
+_DURATION = "a duration like 30s, 5m, 24h or 7d (at least 1s, at most 366d)"
+
+ID = f.Text(256, "Given by the caller, or generated (inst_ + random). "
+                 "Re-registering with the same id updates that instance.",
+            pattern=ID_PATTERN, example="my-service-1",
+            mismatch="field 'id' may hold letters, digits and . _ : @ + - and must start with a letter or digit")
+STATUS = f.Text(32, "Unknown by default; the health scans set Healthy, Degraded or Unreachable.",
+                enum=STATUSES, mismatch=f"unknown status '{{value}}'; use one of {', '.join(STATUSES)}")
+DETAILS = f.Text(16384, "Free text about the status.", multiline=True, allow_empty=True)
+
+REGISTRATION = f.Body(
+    "RegisterInstanceRequest",
+    {
+        "id": ID,
+        "url": f.Text(2048, "The full address, e.g. http://my-service:8080; or give scheme, host or ip, "
+                            "port and path instead. Absolute, without credentials or fragment.",
+                      example="http://my-service:8080"),
+        "scheme": f.Text(32, "With host or ip and port, the alternative to url.", pattern=SCHEME_PATTERN,
+                         mismatch="field 'scheme' is not a URL scheme: '{value}' (e.g. http, https, grpc)",
+                         example="http"),
+        "host": f.Text(HOST_MAX_LENGTH, "A host name.", pattern=HOST_PATTERN,
+                       mismatch="field 'host' is not a host name: '{value}'", example="my-service"),
+        "ip": f.Text(64, "An IPv4 or IPv6 address.", example="10.0.0.7"),
+        "port": f.Integer(1, 65535, "The port; with url, the scheme's default when the url has none.",
+                          example=8080),
+        "path": f.Text(2048, "Appended to the url built from the parts (a leading / is added); "
+                             "no whitespace.", allow_empty=True),
+        "slug": f.Text(256, "The owner's slug; a non-admin may give only its own (the default)."),
+        "status": STATUS,
+        "details": DETAILS,
+        "tags": f.TextList(64, 256, "Used to filter (every tag filter must match).", example=["dev"]),
+        "nodeUrl": f.Text(2048, "URL of the registry node the instance runs on."),
+        "deploymentId": f.Text(256, "Set when deployed by a deployer."),
+        "ttl": f.Text(32, f"Extension: {_DURATION}. The instance is not TCP-scanned; it turns "
+                          "Unreachable once its last heartbeat is older than this.", example="30s"),
+        "deregisterAfter": f.Text(32, f"Extension: {_DURATION}. The instance is removed once it has "
+                                      "been Unreachable this long.", example="5m"),
+    },
+    "Registers an instance, or updates the one with the same id or url. Give either url, or "
+    "scheme + host or ip + port (+ path); parts given beside a url must agree with it. "
+    "A null field is the same as an absent one.",
+    alternatives=(("url",), ("scheme", "host", "port"), ("scheme", "ip", "port")),
+)
+HEARTBEAT = f.Body(
+    "InstanceHeartbeatRequest",
+    {"status": STATUS, "details": DETAILS},
+    "Extension: the instance says it is alive; status defaults to Healthy. The body is optional.",
+)
+# GET /registry-svc/instances: exact-match filters, each once; `tag` may repeat (all must match).
+FILTERS = {
+    "id": "the instance id", "slug": "the owner slug", "host": "the host", "ip": "the ip address",
+    "scheme": "the scheme", "path": "the path", "deploymentId": "the deployment id",
+    "nodeUrl": "the registry node URL", "status": "the status", "tag": "a tag (repeat: all must match)",
+}
+
 ADDRESS_FIELDS = ("url", "scheme", "host", "ip", "port", "path")
 MERGED_FIELDS = ("slug", "status", "details", "tags", "nodeUrl", "deploymentId", "ttl", "deregisterAfter")
-REQUEST_FIELDS = ("id",) + ADDRESS_FIELDS + MERGED_FIELDS
+REQUEST_FIELDS = tuple(REGISTRATION.fields)
 # Field order of a record as listed, for humans reading raw JSON.
 RECORD_ORDER = REQUEST_FIELDS + ("lastHeartbeat", "unreachableSince")
-HEARTBEAT_FIELDS = ("status", "details")
+HEARTBEAT_FIELDS = tuple(HEARTBEAT.fields)
 
 # Single-valued exact-match filters of GET /registry-svc/instances; `tag` may repeat.
-SINGLE_FILTERS = ("id", "slug", "host", "ip", "scheme", "path", "deploymentId", "nodeUrl", "status")
-FILTER_NAMES = SINGLE_FILTERS + ("tag",)
+SINGLE_FILTERS = tuple(name for name in FILTERS if name != "tag")
+FILTER_NAMES = tuple(FILTERS)
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_SCHEME = re.compile(SCHEME_PATTERN)
+_HOST = re.compile(HOST_PATTERN)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "grpc": 80, "grpcs": 443}
 
 
 def validate_registration(body):
     """Turn a PUT /registry-svc/instance body into the normalised fields a command carries."""
-    f.require_object(body)
-    f.reject_unknown(body, REQUEST_FIELDS)
+    REGISTRATION.check_shape(body)
     out = {}
-    instance_id = f.string(body, "id", max_length=256)
+    instance_id = REGISTRATION.read(body, "id")
     if instance_id is not None:
-        if not _ID.match(instance_id):
-            raise ValidationError(
-                "field 'id' may hold letters, digits and . _ : @ + - and must start with a letter or digit"
-            )
         out["id"] = instance_id
     out.update(_address(body))
     for name in ("slug", "nodeUrl", "deploymentId"):
-        value = f.string(body, name, max_length=2048 if name == "nodeUrl" else 256)
+        value = REGISTRATION.read(body, name)
         if value is not None:
             out[name] = value
-    out.update(_status_and_details(body))
-    tags = f.string_list(body, "tags", max_items=64, max_length=256)
+    out.update(_status_and_details(REGISTRATION, body))
+    tags = REGISTRATION.read(body, "tags")
     if tags is not None:
         out["tags"] = tags
     for name in ("ttl", "deregisterAfter"):  # extensions: "30s", "5m"
-        value = f.string(body, name, max_length=32)
+        value = REGISTRATION.read(body, name)
         if value is not None:
             seconds = parse_seconds(value, f"field '{name}'")
             if seconds < 1 or seconds > 366 * 86400:
@@ -70,39 +125,32 @@ def validate_heartbeat(body):
     """The optional body of PUT /registry-svc/instance/{id}/heartbeat: status and details."""
     if body is None:
         return {}
-    f.require_object(body)
-    f.reject_unknown(body, HEARTBEAT_FIELDS)
-    return _status_and_details(body)
+    HEARTBEAT.check_shape(body)
+    return _status_and_details(HEARTBEAT, body)
 
 
-def _status_and_details(body):
+def _status_and_details(spec, body):
     out = {}
-    status = f.string(body, "status", max_length=32)
+    status = spec.read(body, "status")
     if status is not None:
-        out["status"] = validate_status(status)
-    details = f.string(body, "details", max_length=16384, multiline=True, allow_empty=True)
+        out["status"] = status
+    details = spec.read(body, "details")
     if details is not None:
         out["details"] = details
     return out
 
 
 def validate_status(status):
-    if status not in STATUSES:
-        raise ValidationError(f"unknown status '{status}'; use one of {', '.join(STATUSES)}")
-    return status
+    return STATUS.check(status)
 
 
 def _address(body):
-    url = f.string(body, "url", max_length=2048)
-    scheme = f.string(body, "scheme", max_length=32)
-    host = f.string(body, "host", max_length=253)
-    ip = f.string(body, "ip", max_length=64)
-    port = f.integer(body, "port", minimum=1, maximum=65535)
-    path = f.string(body, "path", max_length=2048, allow_empty=True)
-    if scheme is not None and not _SCHEME.match(scheme):
-        raise ValidationError(f"field 'scheme' is not a URL scheme: '{scheme}' (e.g. http, https, grpc)")
-    if host is not None and not _HOST.match(host):
-        raise ValidationError(f"field 'host' is not a host name: '{host}'")
+    # Every part's type and length first, then the patterns: the first mistake is reported.
+    url, scheme, host, ip, port, path = (REGISTRATION.read(body, name, check=False) for name in ADDRESS_FIELDS)
+    if scheme is not None:
+        REGISTRATION.fields["scheme"].check(scheme)
+    if host is not None:
+        REGISTRATION.fields["host"].check(host)
     if ip is not None:
         ip = _parse_ip(ip)
     if path is not None:
@@ -179,11 +227,17 @@ def _parse_url(url):
     try:
         derived["ip"] = str(ipaddress.ip_address(hostname))
     except ValueError:
-        if not _HOST.match(hostname):
+        if len(hostname) > HOST_MAX_LENGTH or not _HOST.match(hostname):
             raise ValidationError(f"field 'url' has an invalid host {hostname!r}") from None
         derived["host"] = hostname
     if port is None:
         derived["port"] = _DEFAULT_PORTS.get(parts.scheme.lower())
+    # The parts become fields of the record: they keep the limits those fields have when given.
+    for name in ("scheme", "ip"):
+        limit = REGISTRATION.fields[name].max_length
+        if derived.get(name) is not None and len(derived[name]) > limit:
+            raise ValidationError(f"the {name} in field 'url' is {len(derived[name])} characters long; "
+                                  f"the limit is {limit}")
     return derived
 
 

@@ -9,16 +9,20 @@ from .errors import FORBIDDEN, INVALID, NOT_FOUND, failure, ok
 from .permissions import NODE_DELETE, SYSTEM, grants, missing
 from .timestamps import format_ns
 
-LIST_REQUEST_FIELDS = ("ids",)
+LIST_REQUEST = f.Body(
+    "ListNodesRequest",
+    {"ids": f.TextList(10000, 256, "Node ids to list; absent, null or an empty body lists every node.")},
+    "The body is optional.",
+)
+LIST_REQUEST_FIELDS = tuple(LIST_REQUEST.fields)
 
 
 def validate_list_request(body):
     """The ids filter of POST /registry-svc/nodes; None or {} lists every node."""
     if body is None:
         return None
-    f.require_object(body)
-    f.reject_unknown(body, LIST_REQUEST_FIELDS)
-    return f.string_list(body, "ids", max_items=10000, max_length=256)
+    LIST_REQUEST.check_shape(body)
+    return LIST_REQUEST.read(body, "ids")
 
 
 def apply_report(state, command):

@@ -60,30 +60,49 @@ def missing(permission):
     return f"missing permission {permission}"
 
 
+PERMIT = f.Body(
+    "Permit",
+    {
+        "role": f.Text(256, "The role granted (exactly one of role and slug)."),
+        "slug": f.Text(256, "The slug granted (exactly one of role and slug)."),
+        "permissions": f.TextList(len(PERMISSIONS), 64, "Permissions granted; absent or null grants none.",
+                                  enum=PERMISSIONS),
+        "allInstances": f.Flag(False, "The permissions reach every instance, not only the caller's own."),
+    },
+    "Permissions granted to a role or to a slug.",
+    exactly_one_of=("role", "slug"),
+)
+PERMITS = f.Body(
+    "SetPermitsRequest",
+    {"permits": f.Items(PERMIT, 1000, "Every permit: they replace the current ones whole.")},
+    f"Extension: replaces every permit. Role '{ADMIN_ROLE}' must keep {PERMIT_EDIT}.",
+    required=("permits",),
+    example={"permits": default_permits()},
+)
+
+
 def validate_permits(body):
     """The body of PUT /registry-svc/permits: {"permits": [...]}, replacing every permit."""
-    f.require_object(body)
-    f.reject_unknown(body, ("permits",))
+    PERMITS.check_shape(body)
     permits = body.get("permits")
     if not isinstance(permits, list):
         raise ValidationError(f"field 'permits' must be an array, got {f.json_type_name(permits)}")
-    if len(permits) > 1000:
-        raise ValidationError("at most 1000 permits")
+    if len(permits) > PERMITS.fields["permits"].max_items:
+        raise ValidationError(f"at most {PERMITS.fields['permits'].max_items} permits")
     out = []
     for position, permit in enumerate(permits):
         what = f"permit {position}"
-        f.require_object(permit, what)
-        f.reject_unknown(permit, ("role", "slug", "permissions", "allInstances"), what)
-        role = f.string(permit, "role", max_length=256)
-        slug = f.string(permit, "slug", max_length=256)
+        PERMIT.check_shape(permit, what)
+        role = PERMIT.read(permit, "role")
+        slug = PERMIT.read(permit, "slug")
         if (role is None) == (slug is None):
             raise ValidationError(f"{what} must name exactly one of 'role' or 'slug'")
-        granted = f.string_list(permit, "permissions", max_items=len(PERMISSIONS), max_length=64) or []
-        unknown = sorted(set(granted) - set(PERMISSIONS))
+        granted = PERMIT.read(permit, "permissions") or []
+        unknown = sorted(set(granted) - set(PERMIT.fields["permissions"].enum))
         if unknown:
             raise ValidationError(f"{what} has unknown permission(s) {', '.join(unknown)}; "
                                   f"known ones are {', '.join(PERMISSIONS)}")
-        all_instances = permit.get("allInstances", False)
+        all_instances = permit.get("allInstances", PERMIT.fields["allInstances"].default)
         if not isinstance(all_instances, bool):
             raise ValidationError(f"{what}: 'allInstances' must be true or false")
         entry = {"role": role} if role is not None else {"slug": slug}
