@@ -52,7 +52,8 @@ def parse_options(pairs):
     if "max_stale" in found:
         options["max_stale_seconds"] = parse_seconds(found["max_stale"], "query parameter 'max_stale'")
     if "index" in found:
-        if not found["index"].isdigit():
+        # ASCII digits only: str.isdigit() also takes '²', which int() then refuses (a 500).
+        if not (found["index"].isascii() and found["index"].isdigit()):
             raise ValidationError("query parameter 'index' must be a Raft index (a whole number >= 0), "
                                   "as the X-Registry-Index header gave it")
         options["index"] = int(found["index"])

@@ -31,7 +31,11 @@ def unavailable(message):
 def register_error_handlers(app):
     @app.errorhandler(ApiError)
     def api_error(error):
-        return respond({"error": error.message}, error.status, error.headers)
+        headers = dict(error.headers)
+        if error.status == 503:
+            # The contract: every 503 says when to retry, whichever code raised it.
+            headers.setdefault("Retry-After", RETRY_AFTER_SECONDS)
+        return respond({"error": error.message}, error.status, headers)
 
     @app.errorhandler(ValidationError)
     def validation_error(error):

@@ -4,6 +4,7 @@ from urllib.parse import unquote
 
 from flask import Blueprint, g
 
+from cluster.submit import WriteUnavailable
 from registry import nodes
 from registry.commands import NODES
 from registry.permissions import NODE_DELETE, NODE_VIEW
@@ -22,9 +23,19 @@ blueprint = Blueprint("nodes", __name__)
 @reads(NODES)
 def self_node():
     _no_other_parameters()
-    read = current_peer().self_node()
+    peer = current_peer()
+    read = peer.self_node()
     if read[1] is None:
-        raise unavailable("this peer's node record is not committed yet (no leader so far); retry shortly")
+        # Not committed yet (the first report is pending), or an admin removed it: report it now
+        # instead of answering 503 until the next heartbeat.
+        try:
+            peer.report_self()
+        except WriteUnavailable as error:
+            raise unavailable(f"this peer's node record is not in the registry yet, and reporting it failed "
+                              f"({error.message}); retry shortly") from None
+        read = peer.self_node()
+        if read[1] is None:
+            raise unavailable("this peer's node record was removed again as it was reported; retry shortly")
     return read_answer(read, lambda record: {"node": record})
 
 
