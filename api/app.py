@@ -2,7 +2,7 @@
 
 from flask import Flask, g
 
-from . import auth, consistency, instances, logs, metrics, nodes, operations, permits
+from . import auth, consistency, instances, logs, metrics, nodes, openapi, operations, permits
 from . import ui
 from .errors import register_error_handlers
 from .tokens import signing_key
@@ -16,7 +16,7 @@ def create_app(peer):
     app.url_map.strict_slashes = False
     app.extensions["registry_peer"] = peer
     logs.install(app)
-    for module in (instances, nodes, operations, permits):
+    for module in (instances, nodes, operations, permits, openapi):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(ui.blueprint)  # the web dashboard at /ui
     register_error_handlers(app)

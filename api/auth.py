@@ -10,8 +10,8 @@ from .errors import ApiError
 from .results import current_peer
 from .tokens import InvalidToken, verify
 
-# Endpoints anyone may call: liveness and readiness probes.
-OPEN_ENDPOINTS = {"operations.healthz", "operations.readyz"}
+# Endpoints anyone may call: liveness and readiness probes, and the OpenAPI document.
+OPEN_ENDPOINTS = {"operations.healthz", "operations.readyz", "openapi.document"}
 
 
 def install(app, key):
