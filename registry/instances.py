@@ -7,6 +7,7 @@ registration; the other fields are merged, so re-registering without `status` ke
 
 import ipaddress
 import re
+import sys
 from urllib.parse import urlsplit
 
 from . import fields as f
@@ -84,6 +85,9 @@ MERGED_FIELDS = ("slug", "status", "details", "tags", "nodeUrl", "deploymentId",
 REQUEST_FIELDS = tuple(REGISTRATION.fields)
 # Field order of a record as listed, for humans reading raw JSON.
 RECORD_ORDER = REQUEST_FIELDS + ("lastHeartbeat", "unreachableSince")
+# Values many instances share (a service's slug and tags, the node it runs on, its status): kept
+# once in memory rather than once per record, since each command decodes its own copies.
+SHARED_VALUE_FIELDS = ("scheme", "path", "slug", "status", "nodeUrl", "deploymentId")
 HEARTBEAT_FIELDS = tuple(HEARTBEAT.fields)
 
 # Single-valued exact-match filters of GET /registry-svc/instances; `tag` may repeat.
@@ -331,9 +335,23 @@ def apply_register(state, command):
         record.pop("unreachableSince", None)
     record["lastHeartbeat"] = format_ns(command["now"])
     # Records are replaced, never changed in place: readers and snapshots hold old ones safely.
-    state.instances[instance_id] = {k: record[k] for k in RECORD_ORDER if k in record}
+    state.instances[instance_id] = stored_record(record)
     state.instance_by_url[url] = instance_id
     return ok(id=instance_id, created=existing is None)
+
+
+def stored_record(record):
+    """The record as the state keeps it: fields in RECORD_ORDER, shared values shared."""
+    stored = {}
+    for name in RECORD_ORDER:
+        if name in record:
+            value = record[name]
+            if name in SHARED_VALUE_FIELDS and type(value) is str:
+                value = sys.intern(value)
+            elif name == "tags" and value:
+                value = [sys.intern(tag) if type(tag) is str else tag for tag in value]
+            stored[name] = value
+    return stored
 
 
 def checked_instance(state, who, permission, instance_id):

@@ -59,7 +59,7 @@ class RegistryState:
 
     def replace_instance(self, record):
         """Store a new version of an existing instance's record (its url unchanged)."""
-        self.instances[record["id"]] = {k: record[k] for k in instances.RECORD_ORDER if k in record}
+        self.instances[record["id"]] = instances.stored_record(record)
 
     def drop_instance(self, record):
         del self.instances[record["id"]]

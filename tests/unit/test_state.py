@@ -112,3 +112,15 @@ def test_digest_differs_when_state_differs():
     register(one, {"id": "i1", "url": "http://a:1"}, index=1)
     register(two, {"id": "i1", "url": "http://a:2"}, index=1)
     assert one.digest()["sha256"] != two.digest()["sha256"]
+
+
+def test_values_many_instances_share_are_kept_once():
+    state = RegistryState()
+    # Each command arrives decoded on its own, with its own copies of equal strings.
+    for n in range(2):
+        register(state, {"url": f"http://h{n}:80", "slug": "".join(["sh", "op"]), "tags": ["".join(["pr", "od"])],
+                         "nodeUrl": "".join(["http://node", ":1"])}, generated=f"inst_{n}")
+    first, second = state.instances["inst_0"], state.instances["inst_1"]
+    assert first["slug"] is second["slug"] and first["tags"][0] is second["tags"][0]
+    assert first["nodeUrl"] is second["nodeUrl"]
+    assert first["url"] is not second["url"]
