@@ -10,8 +10,9 @@ from .errors import ApiError
 from .results import current_peer
 from .tokens import InvalidToken, verify
 
-# Endpoints anyone may call: liveness and readiness probes, and the OpenAPI document.
-OPEN_ENDPOINTS = {"operations.healthz", "operations.readyz", "openapi.document"}
+# Endpoints anyone may call: liveness and readiness probes, the OpenAPI document, and the
+# dashboard's page and assets (they hold no registry data; the page asks for a token).
+OPEN_ENDPOINTS = frozenset({"operations.healthz", "operations.readyz", "openapi.document", "ui.page", "ui.asset"})
 
 
 def install(app, key):

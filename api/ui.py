@@ -12,7 +12,6 @@ from importlib import resources
 
 from flask import Blueprint, Response, request
 
-from .auth import OPEN_ENDPOINTS
 from .errors import ApiError
 
 blueprint = Blueprint("ui", __name__)
@@ -38,8 +37,6 @@ SECURITY_HEADERS = {
     # Revalidate each time (a cheap 304 by ETag), so an upgraded peer serves its new page at once.
     "Cache-Control": "no-cache",
 }
-
-OPEN_ENDPOINTS.update({"ui.page", "ui.asset"})
 
 
 @functools.lru_cache(maxsize=None)
