@@ -33,6 +33,8 @@ COMMANDS_PER_ENTRY_LIMIT = 4
 DUMP_THREAD_NICENESS = 10
 # How long a leader asked to hand off keeps trying to find a caught-up successor.
 HANDOFF_SECONDS = 5.0
+# How long every peer holds new writes once a handoff is asked for (they wait, within their deadline).
+HANDOFF_HOLD_SECONDS = 0.5
 
 
 class ContactTrackingTransport(TCPTransport):
@@ -132,6 +134,8 @@ class RegistryReplica(SyncObj):
         self._raft_max_timeout = timings.raft_max_timeout
         self._handoff_until = 0.0
         self._handoff_sent_at = 0.0
+        self._handoff_target = None
+        self._hold_writes_until = 0.0
         self._dump_state = SERIALIZER_STATE.NOT_SERIALIZING
         # Group commit packs up to hundreds of commands into one entry, so a limit in entries
         # alone would let the in-memory log hold millions of commands; this bounds them too.
@@ -186,8 +190,13 @@ class RegistryReplica(SyncObj):
             with self._changed[kind]:
                 self._changed[kind].notify_all()
         for command in commands:
-            if command.get("type") == registry_commands.LEADER_HANDOFF and command.get("leader") == self.selfNode.id:
-                self._handoff_until = time.monotonic() + HANDOFF_SECONDS
+            if command.get("type") == registry_commands.LEADER_HANDOFF:
+                # Every peer holds its new writes a moment, so the leader's log stops growing and
+                # a follower can hold every entry, which PySyncObj requires of a successor.
+                self._handoff_target = command.get("leader")
+                self._hold_writes_until = time.monotonic() + HANDOFF_HOLD_SECONDS
+                if command.get("leader") == self.selfNode.id:
+                    self._handoff_until = time.monotonic() + HANDOFF_SECONDS
         for result in results:
             result["index"] = index
         return results
@@ -264,6 +273,16 @@ class RegistryReplica(SyncObj):
             self.forceLogCompaction()
         if self._handoff_until and time.monotonic() > self._handoff_until:
             self._handoff_until = 0.0
+
+    def holding_writes(self):
+        """True while a leadership handoff asked for in the log is under way here."""
+        until = self._hold_writes_until
+        if not until:
+            return False
+        if time.monotonic() >= until or self.leader_address != self._handoff_target:
+            self._hold_writes_until = 0.0
+            return False
+        return True
 
     def _on_follower_caught_up(self, node):
         """On the Raft thread, after a follower confirmed entries. A leader asked to hand off

@@ -19,6 +19,7 @@ MAX_BATCH_COMMANDS = 512
 MAX_BATCH_BYTES = 48 * 1024  # below appendEntriesBatchSizeBytes (64 KiB): one message per batch
 MAX_BATCHES_IN_FLIGHT = 2
 RETRY_PAUSE_SECONDS = 0.05
+HOLD_RECHECK_SECONDS = 0.01
 
 
 class WriteUnavailable(Exception):
@@ -146,11 +147,14 @@ class GroupCommitter:
             while self._pending and self._pending[0].deadline <= now:
                 # Its writer has already been told the outcome is unknown: do not send it late.
                 self._pending.popleft().fail(WriteUnavailable("deadline passed", outcome_unknown=True))
-            ready = now >= self._retry_at
+            held = self._pending and self._holding_writes()
+            ready = now >= self._retry_at and not held
             if self._pending and ready and len(self._in_flight) < MAX_BATCHES_IN_FLIGHT:
                 break
             wait = 0.5
-            if self._pending and not ready:
+            if held:
+                wait = HOLD_RECHECK_SECONDS
+            elif self._pending and not ready:
                 wait = self._retry_at - now
             elif self._in_flight:
                 wait = 0.1
@@ -163,6 +167,11 @@ class GroupCommitter:
             tickets.append(self._pending.popleft())
             size += ticket.size
         return _Batch(tickets)
+
+    def _holding_writes(self):
+        # A replica asks to hold new batches while leadership is handed off (cluster/replica.py).
+        holding = getattr(self._replica, "holding_writes", None)
+        return holding is not None and holding()
 
     def _expire_lost_batches(self, now):
         # PySyncObj can drop a callback (a follower's link to the leader breaks, say). Once every

@@ -129,3 +129,20 @@ def test_stop_fails_pending_writers():
     committer.stop()
     with pytest.raises(WriteUnavailable):
         committer.submit({"x": 1}, timeout=1)
+
+
+def test_writes_wait_while_the_replica_holds_them_for_a_handoff():
+    replica = ScriptedReplica()
+    holding = threading.Event()
+    holding.set()
+    replica.holding_writes = holding.is_set
+    committer = GroupCommitter(replica)
+    answer = {}
+    writer = threading.Thread(target=lambda: answer.update(result=committer.submit({"n": 1}, timeout=5)))
+    writer.start()
+    writer.join(timeout=0.3)
+    assert writer.is_alive() and replica.batches == []  # held, not sent
+    holding.clear()
+    writer.join(timeout=5)
+    assert answer["result"]["echo"] == {"n": 1} and replica.batches == [[{"n": 1}]]
+    committer.stop()
