@@ -20,6 +20,8 @@ import re
 
 from flask import Blueprint, current_app
 
+from cluster.membership import ADD_PEER_REQUEST
+
 from registry import VERSION
 from registry import fields as f
 from registry.instances import FILTERS, ID, REGISTRATION, HEARTBEAT, STATUSES
@@ -218,14 +220,6 @@ def _permit_schema():
 
 def _members_schema(**extra):
     return _object({"members": {"type": "array", "items": {"type": "string"}}, **extra}, ("members", *extra))
-
-
-ADD_PEER_REQUEST = f.Body(
-    "AddClusterPeerRequest",
-    {"raft": f.Text(300, "The new peer's Raft address, host:port (port 1..65535).", example="10.0.0.4:21337")},
-    "Extension: adds a peer, started with --join, to the Raft cluster.",
-    required=("raft",),
-)
 
 
 def response_schemas():

@@ -103,10 +103,17 @@ def replay(partners, entries, self_address):
 
 # -- changes through the API --------------------------------------------------------------------
 
+ADD_PEER_REQUEST = fields.Body(
+    "AddClusterPeerRequest",
+    {"raft": fields.Text(300, "The new peer's Raft address, host:port (port 1..65535).", example="10.0.0.4:21337")},
+    "Extension: adds a peer, started with --join, to the Raft cluster.",
+    required=("raft",),
+)
+
+
 def validate_address(body):
-    fields.require_object(body)
-    fields.reject_unknown(body, ("raft",))
-    address = fields.string(body, "raft", max_length=300)
+    ADD_PEER_REQUEST.check_shape(body)
+    address = ADD_PEER_REQUEST.read(body, "raft")
     if address is None:
         raise ValidationError("field 'raft' is required: the peer's Raft address, host:port")
     try:
