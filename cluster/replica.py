@@ -195,7 +195,8 @@ class RegistryReplica(SyncObj):
                 # a follower can hold every entry, which PySyncObj requires of a successor.
                 self._handoff_target = command.get("leader")
                 self._hold_writes_until = time.monotonic() + HANDOFF_HOLD_SECONDS
-                if command.get("leader") == self.selfNode.id:
+                # Only a leader applying it now: one replayed from the journal at start is history.
+                if command.get("leader") == self.selfNode.id and self._isLeader():
                     self._handoff_until = time.monotonic() + HANDOFF_SECONDS
         for result in results:
             result["index"] = index
