@@ -5,6 +5,7 @@ from flask import Flask, g
 from . import auth, consistency, instances, logs, metrics, nodes, openapi, operations, permits
 from . import ui
 from .errors import register_error_handlers
+from .listing_cache import ListingCache
 from .tokens import signing_key
 
 
@@ -15,6 +16,7 @@ def create_app(peer):
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.extensions["registry_peer"] = peer
+    app.extensions["registry_listings"] = ListingCache()
     logs.install(app)
     for module in (instances, nodes, operations, permits, openapi):
         app.register_blueprint(module.blueprint)

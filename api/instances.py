@@ -1,16 +1,15 @@
 """Serving instances: PUT /registry-svc/instance, GET /registry-svc/instances, DELETE one."""
 
-from flask import Blueprint, g
+from flask import Blueprint, current_app, g
 
 from registry import instances
-from registry.permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW
-
 from registry.commands import INSTANCES
+from registry.permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW
 
 from .auth import current_caller, requires
 from .consistency import reads
-from .jsonio import read_json
-from .results import current_peer, read_answer, write_answer
+from .jsonio import read_json, respond_encoded
+from .results import current_peer, write_answer
 
 blueprint = Blueprint("instances", __name__)
 
@@ -28,8 +27,9 @@ def register_instance():
 @reads(INSTANCES)
 def list_instances():
     filters = instances.validate_filters(g.query_pairs)
-    listing = current_peer().list_instances(filters, current_caller())
-    return read_answer(listing, lambda records: {"instances": records})
+    index, body = current_app.extensions["registry_listings"].listing(current_peer(), filters, current_caller())
+    g.read_index = index
+    return respond_encoded(body)
 
 
 @blueprint.delete("/registry-svc/instance/<instance_id>")

@@ -21,5 +21,9 @@ def read_json(*, required):
 
 
 def respond(payload, status=200, headers=None):
-    body = b"" if payload is None else orjson.dumps(payload)
+    return respond_encoded(b"" if payload is None else orjson.dumps(payload), status, headers)
+
+
+def respond_encoded(body, status=200, headers=None):
+    """An answer whose JSON body is already encoded."""
     return Response(body, status=status, headers=headers, mimetype="application/json")
