@@ -220,13 +220,19 @@ class LocalCluster(PeerProcesses):
             http_port, raft_port = http_port + 1, raft_port + 1
             if raft_port > 65535 or http_port > 65535:
                 raise ConfigurationError("no free ports left above the cluster's for a new peer")
-        peer = LocalPeer(last.index + 1, last.host, http_port, raft_port,
-                         os.path.join(self.data_dir, f"peer-{last.index + 1}"))
-        if os.path.exists(peer.data_dir):
-            raise ConfigurationError(f"{peer.data_dir} already exists: a new peer needs an empty data directory")
+        index = last.index + 1
+        # A removed peer's data directory stays (for inspection): a new peer never reuses one.
+        while os.path.exists(os.path.join(self.data_dir, f"peer-{index}")):
+            index += 1
+        peer = LocalPeer(index, last.host, http_port, raft_port, os.path.join(self.data_dir, f"peer-{index}"))
         self.peers.append(peer)
         self.launch(peer, self.serve_command(peer) + ["--join"], new_session=True)
-        self.wait_listening(peer)
+        try:
+            self.wait_listening(peer)
+        except ConfigurationError:
+            self.stop_peers([peer])
+            self.peers.remove(peer)
+            raise
         return peer
 
     def wait_listening(self, peer, timeout=30.0):

@@ -1,5 +1,6 @@
 """Membership at runtime: grow 3 -> 5 and shrink 5 -> 3 under write load, losing nothing."""
 
+import os
 import threading
 import time
 
@@ -182,6 +183,7 @@ def test_adding_a_peer_through_the_command_line_and_removing_it(start_cluster):
     local_after = type(local).load(local.data_dir)
     assert len(local_after.peers) == 4
     newcomer = local_after.peers[-1]
+    leftovers = []
     try:
         wait_for_members(cluster, cluster.peers, [p.raft for p in local_after.peers])
         result = runner.invoke(main, ["cluster", "remove-peer", newcomer.raft, "--data-dir", local.data_dir])
@@ -190,5 +192,12 @@ def test_adding_a_peer_through_the_command_line_and_removing_it(start_cluster):
         assert not local_after.is_running(newcomer)
         wait_for_members(cluster, cluster.peers, [p.raft for p in cluster.peers])
         assert [p.raft for p in type(local).load(local.data_dir).peers] == [p.raft for p in cluster.peers]
+        # Adding again never reuses the removed peer's data directory, which stays for inspection.
+        result = runner.invoke(main, ["cluster", "add-peer", "--data-dir", local.data_dir])
+        assert result.exit_code == 0, result.output
+        again = type(local).load(local.data_dir).peers[-1]
+        leftovers.append(again)
+        assert again.data_dir != newcomer.data_dir and os.path.isdir(newcomer.data_dir)
+        wait_for_members(cluster, cluster.peers, [p.raft for p in cluster.peers] + [again.raft])
     finally:
-        local_after.stop_peers([newcomer])
+        local_after.stop_peers([newcomer, *leftovers])
