@@ -1185,7 +1185,7 @@ def goals(results, connections):
                          f"{mine['requestsPerSecond']:,.0f} vs {bare['requestsPerSecond']:,.0f} req/s",
                          "≥ 0.80×", f"{r:.2f}×", r >= 0.8))
     raw = get(results, "raw", "leader")
-    if follower and raw:
+    if follower and follower.get("commandsPerEntry") is not None:
         r = ratio(follower["requestsPerSecond"], raw["commitsPerSecond"])
         rows.append((f"(context) writes at a follower (c{c}) vs raw PySyncObj, same settings, async",
                      f"{follower['requestsPerSecond']:,.0f} req/s vs {raw['commitsPerSecond']:,.0f} commits/s",
@@ -1237,26 +1237,20 @@ def markdown(document):
         for conns in (1, c):
             run = get(results, "registry", "writes", f"{where}C{conns}")
             row(1, f"registry PUT instance at the {where}", run, bare_w.get(f"c{conns}"), "bare")
-    raw = get(results, "raw", "leader")
-    if raw:
-        lat = raw.get("latencyMs") or {}
-        lines.append(f"| 2 | raw PySyncObj, async commands at the leader (window {raw['window']}) | – | "
-                     f"{raw['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
-                     f"{raw['failed'] + raw.get('unsettled', 0)} | "
-                     f"{cpu_text(raw['cpuCores'])} | |")
-    batching = get(results, "raw", "leaderLibraryBatching")
-    if batching:
-        lat = batching.get("latencyMs") or {}
-        lines.append(f"| 2 | raw PySyncObj, same but append-entries batching on (library default; context) | – | "
-                     f"{batching['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | "
-                     f"{fmt(lat.get('p99'), 2)} | {batching['failed'] + batching.get('unsettled', 0)} | "
-                     f"{cpu_text(batching['cpuCores'])} | |")
-    single = get(results, "raw", "leaderWindow1")
-    if single:
-        lat = single.get("latencyMs") or {}
-        lines.append(f"| 2 | raw PySyncObj, one command at a time at the leader | 1 | "
-                     f"{single['commitsPerSecond']:,.0f} commits/s | {fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
-                     f"{single['failed'] + single.get('unsettled', 0)} | | |")
+    raw_rows = (
+        ("leader", lambda run: f"raw PySyncObj, async commands at the leader (window {run['window']})", "–", True),
+        ("leaderLibraryBatching", lambda run: "raw PySyncObj, same but append-entries batching on "
+                                              "(library default; context)", "–", True),
+        ("leaderWindow1", lambda run: "raw PySyncObj, one command at a time at the leader", "1", False),
+    )
+    for key, label, conns_text, with_cpu in raw_rows:
+        run = get(results, "raw", key)
+        if run:
+            lat = run.get("latencyMs") or {}
+            lines.append(f"| 2 | {label(run)} | {conns_text} | {run['commitsPerSecond']:,.0f} commits/s | "
+                         f"{fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
+                         f"{run['failed'] + run.get('unsettled', 0)} | "
+                         f"{cpu_text(run['cpuCores']) if with_cpu else ''} | |")
     for conns in (1, c):
         row(3, "bare waitress + Flask PUT (parse JSON, 201)", bare_w.get(f"c{conns}"))
     for key, what in (("one", "one-instance list"), ("list", "1,000-instance list")):
@@ -1325,7 +1319,7 @@ def markdown(document):
         lines.append("Latency the peers' own /metrics histogram saw (bucket bounds) against wrk's: "
                      + "; ".join(server_side) + ".")
     follower = get(results, "registry", "writes", f"followerC{c}")
-    if follower and raw:
+    if follower and follower.get("commandsPerEntry") is not None:
         lines.append(f"Group commit packed {follower.get('commandsPerEntry')} writes per Raft entry during the "
                      f"follower c{c} write run.")
     for path, what in ((("registry", "roleChangesBeforeFailover"), "the read and write runs"),
