@@ -39,13 +39,13 @@ def verify(key, token, now=None):
     """The caller {"slug", "roles"} a valid token names."""
     now = time.time() if now is None else now
     known = _verified.get((key, token))
-    if known is not None and now < known[1]:
-        caller = known[0]
-        return {"slug": caller["slug"], "roles": list(caller["roles"])}
-    caller, expires = _verify_signed(key, token, now)
-    if len(_verified) >= VERIFIED_CACHE_SIZE:
-        _verified.clear()
-    _verified[(key, token)] = (caller, expires)
+    if known is None or now >= known[1]:
+        known = _verify_signed(key, token, now)
+        if len(_verified) >= VERIFIED_CACHE_SIZE:
+            _verified.clear()
+        _verified[(key, token)] = known
+    caller = known[0]
+    # A copy: callers may change theirs; the remembered one stays as verified.
     return {"slug": caller["slug"], "roles": list(caller["roles"])}
 
 

@@ -147,7 +147,8 @@ class GroupCommitter:
             while self._pending and self._pending[0].deadline <= now:
                 # Its writer has already been told the outcome is unknown: do not send it late.
                 self._pending.popleft().fail(WriteUnavailable("deadline passed", outcome_unknown=True))
-            held = self._pending and self._holding_writes()
+            # The replica holds new batches while leadership is handed off (cluster/replica.py).
+            held = self._pending and self._replica.holding_writes()
             ready = now >= self._retry_at and not held
             if self._pending and ready and len(self._in_flight) < MAX_BATCHES_IN_FLIGHT:
                 break
@@ -167,11 +168,6 @@ class GroupCommitter:
             tickets.append(self._pending.popleft())
             size += ticket.size
         return _Batch(tickets)
-
-    def _holding_writes(self):
-        # A replica asks to hold new batches while leadership is handed off (cluster/replica.py).
-        holding = getattr(self._replica, "holding_writes", None)
-        return holding is not None and holding()
 
     def _expire_lost_batches(self, now):
         # PySyncObj can drop a callback (a follower's link to the leader breaks, say). Once every

@@ -22,6 +22,7 @@ class ScriptedReplica:
         self.hold = hold
         self.held = []
         self.lock = threading.Lock()
+        self.holding_writes = lambda: False  # a replica holds writes only during a leadership handoff
 
     def apply_batch(self, commands, callback):
         with self.lock:
