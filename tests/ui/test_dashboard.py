@@ -261,7 +261,9 @@ def test_gpus_show_utilisation_and_memory(cluster, page, artifacts):
     expect(second.locator("i")).to_have_count(0)
     expect(second.get_by_role("meter", name="GPU utilisation")).to_have_attribute("aria-valuetext", "n/a")
     expect(page.locator("#node-cards .gpu")).to_have_count(2)  # the other nodes have none
-    card.screenshot(path=os.path.join(artifacts, "node-with-gpus.png"))
+    # Each heartbeat (1 s here) renders the cards anew, which can detach the element while an
+    # element screenshot waits for it to settle: shoot the page where the card is instead.
+    page.screenshot(path=os.path.join(artifacts, "node-with-gpus.png"), clip=card.bounding_box())
     assert not page.problems, page.problems
 
 
