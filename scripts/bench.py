@@ -1185,7 +1185,7 @@ def goals(results, connections):
                          f"{mine['requestsPerSecond']:,.0f} vs {bare['requestsPerSecond']:,.0f} req/s",
                          "≥ 0.80×", f"{r:.2f}×", r >= 0.8))
     raw = get(results, "raw", "leader")
-    if follower and follower.get("commandsPerEntry") is not None:
+    if raw and follower and follower.get("commandsPerEntry") is not None:
         r = ratio(follower["requestsPerSecond"], raw["commitsPerSecond"])
         rows.append((f"(context) writes at a follower (c{c}) vs raw PySyncObj, same settings, async",
                      f"{follower['requestsPerSecond']:,.0f} req/s vs {raw['commitsPerSecond']:,.0f} commits/s",
