@@ -52,9 +52,10 @@ class ContactTrackingTransport(TCPTransport):
 
     def send(self, node, message):
         # PySyncObj writes the journal through mmap and leaves flushing to the kernel. A follower
-        # confirms entries only once they are on disk. A leader flushes its new entries after
-        # sending them, in parallel with the followers' flushes (Raft allows it), and before it
-        # reads any confirmation: only a confirmation can commit them, on this same thread.
+        # confirms entries only once they are on disk. A leader flushes its new entries once the
+        # tick that sent them is done (flush_sent_entries), in parallel with the followers'
+        # flushes (Raft allows it), and in any case before it reads a confirmation: only a
+        # confirmation can commit them, on this same thread.
         if self.sync_journal is not None and isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and message.get("success"):
@@ -62,6 +63,11 @@ class ContactTrackingTransport(TCPTransport):
             elif kind == "append_entries" and message.get("entries"):
                 self._journal_unflushed = True
         return super().send(node, message)
+
+    def flush_sent_entries(self):
+        """On the Raft thread, at the end of a tick: flush the entries this tick sent."""
+        if self._journal_unflushed:
+            self._flush_journal()
 
     def _flush_journal(self):
         self.sync_journal()
@@ -254,6 +260,8 @@ class RegistryReplica(SyncObj):
 
     def _on_tick(self):
         """On the Raft thread, after each tick: the work PySyncObj has no hook for."""
+        # Before the tick's poll waits for the followers' confirmations, not once one arrived.
+        self.transport.flush_sent_entries()
         if not self._journal_membership_replayed:
             self._journal_membership_replayed = True
             self._replay_journal_membership()

@@ -19,8 +19,19 @@ def test_term_and_vote_are_fsynced_and_entries_flushed(tmp_path, monkeypatch):
     assert str(tmp_path / "raft.journal.meta") in synced  # the file...
     assert str(tmp_path) in synced  # ...and the directory holding its rename
 
+    datasynced = []
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync",
+                        lambda fd: (datasynced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fdatasync(fd)))
     journal.add(b"\x00command", 1, 7)
     flush()
+    # fdatasync, not mmap.flush: CPython's msync holds the GIL, stalling every HTTP thread.
+    assert datasynced == [str(tmp_path / "raft.journal")]
+    # Entries past the file's first size make PySyncObj grow (and may reopen) it: still flushed.
+    for index in range(2, 200):
+        journal.add(b"\x00" + bytes(500), index, 7)
+    flush()
+    assert datasynced[-1] == str(tmp_path / "raft.journal")
     journal._destroy()
     reopened = createJournal(str(tmp_path / "raft.journal"))
     assert reopened.getCurrentTerm() == 7
