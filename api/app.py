@@ -5,7 +5,9 @@ from flask import Flask, g
 from . import auth, consistency, instances, logs, metrics, nodes, openapi, operations, permits
 from . import ui
 from .errors import register_error_handlers
+from .hot_path import HotPath
 from .listing_cache import ListingCache
+from .results import registry_headers
 from .tokens import signing_key
 
 
@@ -27,12 +29,12 @@ def create_app(peer):
     metrics.install(app, peer)
 
     @app.after_request
-    def registry_headers(response):
-        replica = peer.replica
-        index = g.get("write_index", g.get("read_index"))
-        response.headers["X-Registry-Index"] = str(index if index is not None else replica.state_index)
-        response.headers["X-Registry-Known-Leader"] = "true" if replica.leader_address is not None else "false"
-        response.headers["X-Registry-Last-Contact"] = str(peer.last_contact_ms())
+    def add_registry_headers(response):
+        response.headers.extend(registry_headers(peer, g.get("write_index", g.get("read_index"))))
         return response
 
+    # Registering instances and listing them, the requests proxies and services send most,
+    # skip Flask's per-request machinery; everything else, errors included, is Flask's.
+    app.wsgi_app = HotPath(app.wsgi_app, app, peer)
     return app
+

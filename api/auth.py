@@ -24,12 +24,16 @@ def _authenticate():
     # Unmatched routes fall through to their 404/405; open endpoints need no token.
     if request.url_rule is None or request.endpoint in OPEN_ENDPOINTS:
         return
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    g.caller = caller_of(current_app.extensions["registry_token_key"], request.headers.get("Authorization", ""))
+
+
+def caller_of(key, authorization):
+    """The caller an Authorization header's bearer token names; ApiError 401 if none can be trusted."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("missing bearer token: send the header 'Authorization: Bearer <token>'")
     try:
-        g.caller = verify(current_app.extensions["registry_token_key"], token.strip())
+        return verify(key, token.strip())
     except InvalidToken as error:
         raise _unauthorized(str(error)) from None
 
@@ -49,10 +53,14 @@ def requires(permission):
     def decorate(view):
         @functools.wraps(view)
         def checked(*args, **kwargs):
-            caller = current_caller()
-            _, granted = current_peer().replica.read(lambda state: grants(state.permits, caller))
-            if permission not in granted:
-                raise ApiError(403, missing(permission))
+            check_permission(current_peer(), current_caller(), permission)
             return view(*args, **kwargs)
         return checked
     return decorate
+
+
+def check_permission(peer, caller, permission):
+    """ApiError 403 unless the caller's permits, as this peer's replica has them, grant it."""
+    _, granted = peer.replica.read(lambda state: grants(state.permits, caller))
+    if permission not in granted:
+        raise ApiError(403, missing(permission))

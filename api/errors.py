@@ -43,9 +43,9 @@ def register_error_handlers(app):
 
     @app.errorhandler(WriteUnavailable)
     def write_unavailable(error):
-        failures = app.extensions.get("registry_write_failures")
-        if failures is not None:
-            failures.labels("unknown" if error.outcome_unknown else "not_applied").inc()
+        recorder = app.extensions.get("registry_request_metrics")
+        if recorder is not None:
+            recorder.write_failure(error.outcome_unknown)
         return respond({"error": error.message}, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
     @app.errorhandler(HTTPException)
@@ -65,6 +65,11 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def unexpected(error):
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error in %s %s (incident %s)", request.method, request.path, incident)
-        return respond({"error": f"internal error (incident {incident}); the server log has details"}, 500)
+        return respond({"error": report_unexpected(request.method, request.path)}, 500)
+
+
+def report_unexpected(method, path):
+    """Log the exception being handled under a new incident id; what the caller is told."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unhandled error in %s %s (incident %s)", method, path, incident)
+    return f"internal error (incident {incident}); the server log has details"

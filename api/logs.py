@@ -37,24 +37,33 @@ def configure(level, log_format):
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
 
 
+def request_id(offered):
+    """The caller's X-Request-Id when it is a sane one, else a new one."""
+    return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def log_access(request_id_, method, path, status, caller, started):
+    """One access line, when the access log is on (`caller` is the verified caller, or None)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "requestId": request_id_, "method": method, "path": path, "status": status,
+        "caller": (caller or {}).get("slug"), "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    access_log.info("%s %s %d %.2fms caller=%s request=%s", fields["method"], fields["path"],
+                    fields["status"], fields["ms"], fields["caller"], fields["requestId"],
+                    extra={"fields": fields})
+
+
 def install(app):
     @app.before_request
     def assign_request_id():
-        offered = request.headers.get("X-Request-Id", "")
-        g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
         g.access_started = time.perf_counter()
 
     @app.after_request
-    def log_access(response):
+    def access_line(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
-        if access_log.isEnabledFor(logging.INFO):
-            caller = g.get("caller") or {}
-            fields = {
-                "requestId": g.get("request_id"), "method": request.method, "path": request.path,
-                "status": response.status_code, "caller": caller.get("slug"),
-                "ms": round((time.perf_counter() - g.get("access_started", time.perf_counter())) * 1000, 2),
-            }
-            access_log.info("%s %s %d %.2fms caller=%s request=%s", fields["method"], fields["path"],
-                            fields["status"], fields["ms"], fields["caller"], fields["requestId"],
-                            extra={"fields": fields})
+        log_access(g.get("request_id"), request.method, request.path, response.status_code, g.get("caller"),
+                   g.get("access_started", time.perf_counter()))
         return response

@@ -55,18 +55,35 @@ def _by_status(name, documentation, records):
     return family
 
 
+class RequestMetrics:
+    """What every answered request adds to the metrics, whichever path served it."""
+
+    def __init__(self, registry):
+        self._requests = Counter("registry_http_requests", "HTTP requests by endpoint, method and status",
+                                 ["endpoint", "method", "status"], registry=registry)
+        self._latency = Histogram("registry_http_request_duration_seconds", "HTTP request latency by endpoint",
+                                  ["endpoint"], registry=registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                           60))
+        self._write_failures = Counter("registry_write_failures",
+                                       "Writes answered 503, by whether they may have applied",
+                                       ["outcome"], registry=registry)
+
+    def request(self, endpoint, method, status, started=None):
+        self._requests.labels(endpoint, method, str(status)).inc()
+        if started is not None:
+            self._latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    def write_failure(self, outcome_unknown):
+        self._write_failures.labels("unknown" if outcome_unknown else "not_applied").inc()
+
+
 def install(app, peer):
     registry = CollectorRegistry(auto_describe=False)
-    requests_total = Counter("registry_http_requests", "HTTP requests by endpoint, method and status",
-                             ["endpoint", "method", "status"], registry=registry)
-    latency = Histogram("registry_http_request_duration_seconds", "HTTP request latency by endpoint",
-                        ["endpoint"], registry=registry,
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
-    write_failures = Counter("registry_write_failures", "Writes answered 503, by whether they may have applied",
-                             ["outcome"], registry=registry)
+    recorder = RequestMetrics(registry)
     registry.register(PeerCollector(peer))
     app.extensions["registry_metrics"] = registry
-    app.extensions["registry_write_failures"] = write_failures
+    app.extensions["registry_request_metrics"] = recorder
 
     @app.before_request
     def start_clock():
@@ -76,9 +93,7 @@ def install(app, peer):
     def record(response):
         # Unmatched paths share one label: a scanner of random URLs must not grow the series.
         endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
-        requests_total.labels(endpoint, request.method, str(response.status_code)).inc()
-        if "request_started" in g:
-            latency.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        recorder.request(endpoint, request.method, response.status_code, g.get("request_started"))
         return response
 
     app.register_blueprint(blueprint)

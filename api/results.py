@@ -24,6 +24,26 @@ def read_answer(read, shape):
 def write_answer(result, status, payload):
     """The HTTP answer for a committed command's apply result."""
     g.write_index = result.get("index")
-    if result["code"] != errors.OK:
-        raise ApiError(_STATUS_OF.get(result["code"], 500), result["error"])
+    status, problem = result_status(result, status)
+    if problem is not None:
+        raise ApiError(status, problem)
     return respond(payload, status)
+
+
+def result_status(result, success_status):
+    """The HTTP status of a committed command's apply result, and what went wrong (None if nothing)."""
+    if result["code"] == errors.OK:
+        return success_status, None
+    return _STATUS_OF.get(result["code"], 500), result["error"]
+
+
+def registry_headers(peer, index):
+    """What every answer says of this peer's replica: the Raft index of the data (the last
+    change it reflects, or this request's write), whether a leader is known, and how long ago
+    the leader was last heard."""
+    replica = peer.replica
+    return [
+        ("X-Registry-Index", str(index if index is not None else replica.state_index)),
+        ("X-Registry-Known-Leader", "true" if replica.leader_address is not None else "false"),
+        ("X-Registry-Last-Contact", str(peer.last_contact_ms())),
+    ]
