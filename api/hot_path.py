@@ -12,13 +12,13 @@ a refused field, a read option, anything unexpected) is handed to Flask with the
 so each error has exactly one source. Once a write was submitted its outcome is answered here.
 """
 
+import codecs
 import io
 import logging
 import time
 from urllib.parse import parse_qsl
 
 import orjson
-import werkzeug.urls  # noqa: F401 -- registers "werkzeug.url_quote", the codec error handler Flask's query parsing uses
 from werkzeug.http import HTTP_STATUS_CODES
 
 from cluster.submit import WriteUnavailable
@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 REGISTER = ("PUT", "/registry-svc/instance", "instances.register_instance")
 LIST = ("GET", "/registry-svc/instances", "instances.list_instances")
+
+
+# Flask's request.args decodes the query with this codec error handler, which werkzeug registers
+# (werkzeug.urls, imported with Flask): looked up now so that a werkzeug without it fails at start.
+QUERY_DECODE_ERRORS = "werkzeug.url_quote"
+codecs.lookup_error(QUERY_DECODE_ERRORS)
 
 
 def _status_line(code):
@@ -93,7 +99,7 @@ class HotPath:
         try:
             # Exactly as Flask's request.args parses the query.
             pairs = parse_qsl(environ.get("QUERY_STRING", "").encode("latin-1").decode(),
-                              keep_blank_values=True, errors="werkzeug.url_quote")
+                              keep_blank_values=True, errors=QUERY_DECODE_ERRORS)
             if any(name in OPTION_NAMES for name, _ in pairs):
                 return self.flask_wsgi_app(environ, start_response)  # read options: consistency.py's work
             caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
