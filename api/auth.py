@@ -4,7 +4,7 @@ import functools
 
 from flask import current_app, g, request
 
-from registry.permissions import grants, missing
+from registry.permissions import missing
 
 from .errors import ApiError
 from .results import current_peer
@@ -61,6 +61,6 @@ def requires(permission):
 
 def check_permission(peer, caller, permission):
     """ApiError 403 unless the caller's permits, as this peer's replica has them, grant it."""
-    _, granted = peer.replica.read(lambda state: grants(state.permits, caller))
+    _, granted = peer.replica.read(lambda state: state.grants(caller))
     if permission not in granted:
         raise ApiError(403, missing(permission))

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from . import fields as f
 from .durations import parse_seconds
 from .errors import CONFLICT, FORBIDDEN, NOT_FOUND, ValidationError, failure, ok
-from .permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW, SYSTEM, grants, missing
+from .permissions import INSTANCE_DELETE, INSTANCE_EDIT, INSTANCE_VIEW, SYSTEM, missing
 from .timestamps import format_ns
 
 STATUSES = ("Unknown", "Healthy", "Degraded", "Unreachable", "Error")
@@ -280,9 +280,9 @@ def matches(record, filters):
     return True
 
 
-def listing_slug(permits, who):
+def listing_slug(state, who):
     """The only slug whose instances `who` may list, or None when it may list every instance."""
-    granted = grants(permits, who)
+    granted = state.grants(who)
     return None if granted.get(INSTANCE_VIEW) else who["slug"]
 
 
@@ -298,7 +298,7 @@ def _owner_refusal(record, who):
 def apply_register(state, command):
     fields = command["fields"]
     who = command.get("caller", SYSTEM)
-    granted = grants(state.permits, who)
+    granted = state.grants(who)
     if INSTANCE_EDIT not in granted:
         return failure(FORBIDDEN, missing(INSTANCE_EDIT))
     everywhere = granted[INSTANCE_EDIT]
@@ -356,7 +356,7 @@ def stored_record(record):
 
 def checked_instance(state, who, permission, instance_id):
     """(the instance `who` may act on with `permission`, None), or (None, the failure to answer)."""
-    granted = grants(state.permits, who)
+    granted = state.grants(who)
     if permission not in granted:
         return None, failure(FORBIDDEN, missing(permission))
     record = state.instances.get(instance_id)

@@ -6,7 +6,7 @@ reporting peer (psutil, NVML), and apply only stamps the heartbeat time the prop
 
 from . import fields as f
 from .errors import FORBIDDEN, INVALID, NOT_FOUND, failure, ok
-from .permissions import NODE_DELETE, SYSTEM, grants, missing
+from .permissions import NODE_DELETE, SYSTEM, missing
 from .timestamps import format_ns
 
 LIST_REQUEST = f.Body(
@@ -40,7 +40,7 @@ def apply_report(state, command):
 
 
 def apply_remove(state, command):
-    if NODE_DELETE not in grants(state.permits, command.get("caller", SYSTEM)):
+    if NODE_DELETE not in state.grants(command.get("caller", SYSTEM)):
         return failure(FORBIDDEN, missing(NODE_DELETE))
     if state.nodes.pop(command["url"], None) is None:
         return failure(NOT_FOUND, f"Node Not Found: no node has url {command['url']}")

@@ -115,7 +115,7 @@ def validate_permits(body):
 
 
 def apply_set(state, command):
-    if PERMIT_EDIT not in grants(state.permits, command.get("caller", SYSTEM)):
+    if PERMIT_EDIT not in state.grants(command.get("caller", SYSTEM)):
         return failure(FORBIDDEN, missing(PERMIT_EDIT))
     permits = command["permits"]
     if not isinstance(permits, list) or not all(isinstance(p, dict) and isinstance(p.get("permissions"), list)

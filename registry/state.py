@@ -13,6 +13,7 @@ from . import commands, health, instances, nodes, permissions
 from .errors import INVALID, OK, failure, ok
 
 SNAPSHOT_FORMAT = 1
+GRANTS_MEMO_SIZE = 1024
 
 _HANDLERS = {
     commands.REGISTER_INSTANCE: instances.apply_register,
@@ -34,10 +35,33 @@ class RegistryState:
         self.instances = {}  # id -> record
         self.instance_by_url = {}  # url -> id, derived from instances
         self.nodes = {}  # url -> record
-        self.permits = permissions.default_permits()
+        self.permits = permissions.default_permits()  # also empties the grants memo
         self.index = 0  # Raft index of the last command applied
         # Raft index of the last command that changed each kind of data.
         self.kind_index = {commands.INSTANCES: 0, commands.NODES: 0, commands.PERMITS: 0}
+
+    @property
+    def permits(self):
+        return self._permits
+
+    @permits.setter
+    def permits(self, permits):
+        # Permits are replaced whole, never changed in place (apply_set builds new ones).
+        self._permits = permits
+        self._grants = {}
+
+    def grants(self, who):
+        """permissions.grants under the current permits, remembered per caller until they change:
+        every write is checked where it is received and again in apply on every peer."""
+        if who is permissions.SYSTEM:
+            return permissions.grants(self._permits, who)
+        key = (who.get("slug"), tuple(who.get("roles") or ()))
+        granted = self._grants.get(key)
+        if granted is None:
+            if len(self._grants) >= GRANTS_MEMO_SIZE:
+                self._grants.clear()
+            granted = self._grants[key] = permissions.grants(self._permits, who)
+        return granted
 
     def apply(self, command, index):
         if isinstance(command, dict) and command.get("type") in commands.NO_STATE_CHANGE:
@@ -67,7 +91,7 @@ class RegistryState:
 
     def list_instances(self, filters, who=permissions.SYSTEM):
         """The instances matching `filters` that `who` may see (callers without view-all: their own)."""
-        own_slug = None if who is permissions.SYSTEM else instances.listing_slug(self.permits, who)
+        own_slug = None if who is permissions.SYSTEM else instances.listing_slug(self, who)
         if own_slug is not None:
             if filters.get("slug", own_slug) != own_slug:
                 return []

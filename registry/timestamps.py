@@ -9,10 +9,19 @@ import datetime
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
+# The last whole second formatted: strftime was a quarter of applying a registration, and
+# the writes of one second share it. (A tuple, so threads swap it whole.)
+_last_second = (None, "")
+
+
 def format_ns(epoch_ns):
+    global _last_second
     seconds, nanos = divmod(int(epoch_ns), 1_000_000_000)
-    moment = _EPOCH + datetime.timedelta(seconds=seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % nanos
+    formatted_for, formatted = _last_second
+    if formatted_for != seconds:
+        formatted = (_EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, formatted)
+    return formatted + ".%09dZ" % nanos
 
 
 def parse_ns(text):

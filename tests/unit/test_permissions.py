@@ -116,12 +116,16 @@ def test_node_removal_and_permits_need_their_permissions():
 
 def test_changed_permits_take_effect_in_apply():
     state = RegistryState()
+    register(state, {"id": "inst_a", "url": "http://a:1"}, A)
+    # Refused first, so the state has remembered what team-b is granted...
+    assert state.apply(commands.remove_instance("inst_a", B), 2)["code"] == "forbidden"
     permits = validate_permits({"permits": default_permits() + [{"slug": "team-b", "permissions": [INSTANCE_DELETE],
                                                                    "allInstances": True}]})
-    assert state.apply(commands.set_permits(permits, ADMIN), 1)["code"] == "ok"
-    register(state, {"id": "inst_a", "url": "http://a:1"}, A)
-    assert state.apply(commands.remove_instance("inst_a", B), 3)["code"] == "ok"
-    assert RegistryState.from_snapshot(state.to_snapshot()).permits == state.permits
+    assert state.apply(commands.set_permits(permits, ADMIN), 3)["code"] == "ok"
+    # ...and forgets it when the permits change.
+    assert state.apply(commands.remove_instance("inst_a", B), 4)["code"] == "ok"
+    restored = RegistryState.from_snapshot(state.to_snapshot())
+    assert restored.permits == state.permits and restored.grants(B) == grants(permits, B)
 
 
 @pytest.mark.parametrize("body, fragment", [
