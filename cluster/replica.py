@@ -52,14 +52,16 @@ class ContactTrackingTransport(TCPTransport):
 
     def send(self, node, message):
         # PySyncObj writes the journal through mmap and leaves flushing to the kernel. A follower
-        # confirms entries only once they are on disk. A leader flushes its new entries once the
-        # tick that sent them is done (flush_sent_entries), in parallel with the followers'
-        # flushes (Raft allows it), and in any case before it reads a confirmation: only a
-        # confirmation can commit them, on this same thread.
+        # confirms entries only once they are on disk; confirming a heartbeat, which brought
+        # none, needs no flush (it only delayed applying the commit it carried). A leader flushes
+        # its new entries once the tick that sent them is done (flush_sent_entries), in parallel
+        # with the followers' flushes (Raft allows it), and in any case before it reads a
+        # confirmation: only a confirmation can commit them, on this same thread.
         if self.sync_journal is not None and isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and message.get("success"):
-                self._flush_journal()
+                if self._journal_unflushed:
+                    self._flush_journal()
             elif kind == "append_entries" and message.get("entries"):
                 self._journal_unflushed = True
         return super().send(node, message)
@@ -80,6 +82,8 @@ class ContactTrackingTransport(TCPTransport):
         if kind == "append_entries":
             # Only a leader sends append_entries: this is contact with the leader.
             self.last_leader_contact = now
+            if message.get("entries") or "serialized" in message or "transmission" in message:
+                self._journal_unflushed = True  # this peer's journal changes before it answers
             if node.id != self.last_leader_seen:
                 self.last_leader_seen = node.id
                 self.leader_changes += 1

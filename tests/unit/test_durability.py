@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from pysyncobj.journal import createJournal
 
 from cluster import durability
@@ -55,3 +56,54 @@ def test_a_peer_flushes_its_journal_unless_told_not_to(tmp_path):
         assert off.transport.sync_journal is None
     finally:
         off.destroy()
+
+
+class _Node:
+    id = "127.0.0.1:1"
+
+
+@pytest.fixture
+def transport(monkeypatch):
+    """The transport's flush decisions alone: PySyncObj's own send and receive do nothing here."""
+    from pysyncobj.transport import TCPTransport
+
+    from cluster.replica import ContactTrackingTransport
+    monkeypatch.setattr(TCPTransport, "send", lambda self, node, message: True)
+    monkeypatch.setattr(TCPTransport, "_onMessageReceived", lambda self, node, message: None)
+    transport = object.__new__(ContactTrackingTransport)
+    transport.last_heard, transport.last_leader_seen, transport.leader_changes = {}, None, 0
+    transport.on_follower_confirmed = None
+    transport._journal_unflushed = False
+    transport._syncObj = None
+    transport.flushes = []
+    transport.sync_journal = lambda: transport.flushes.append("flush")
+    return transport
+
+
+def test_a_follower_flushes_before_confirming_entries_and_not_for_heartbeats(transport):
+    leader = _Node()
+    transport._onMessageReceived(leader, {"type": "append_entries", "entries": [(b"c", 5, 1)], "term": 1})
+    assert transport.flushes == []  # written by PySyncObj as it handles the message...
+    transport.send(leader, {"type": "next_node_idx", "success": True})
+    assert transport.flushes == ["flush"]  # ...and on disk before the confirmation leaves
+    transport._onMessageReceived(leader, {"type": "append_entries", "term": 1, "commit_index": 5})
+    transport.send(leader, {"type": "next_node_idx", "success": True})
+    assert transport.flushes == ["flush"]  # a heartbeat brought nothing to flush
+    for snapshot_part in ({"serialized": b"..."}, {"transmission": "finish", "prevLogIdx": 1}):
+        transport._onMessageReceived(leader, {"type": "append_entries", "term": 1, **snapshot_part})
+        transport.send(leader, {"type": "next_node_idx", "success": True})
+    assert transport.flushes == ["flush"] * 3
+
+
+def test_a_leader_flushes_what_it_sent_before_counting_confirmations(transport, monkeypatch):
+    from cluster.replica import ContactTrackingTransport
+    monkeypatch.setattr(ContactTrackingTransport, "_keep_next_index_monotonic", lambda self, node, message: None)
+    follower = _Node()
+    transport.send(follower, {"type": "append_entries", "entries": [(b"c", 6, 1)]})
+    transport.send(follower, {"type": "append_entries", "entries": [(b"c", 6, 1)]})
+    transport.flush_sent_entries()  # the end of the tick that sent them: once, not per follower
+    transport.flush_sent_entries()
+    assert transport.flushes == ["flush"]
+    transport.send(follower, {"type": "append_entries", "entries": [(b"d", 7, 1)]})
+    transport._onMessageReceived(follower, {"type": "next_node_idx", "success": True})
+    assert transport.flushes == ["flush", "flush"]  # a confirmation arrived before the tick ended
