@@ -586,7 +586,8 @@ class Bench:
                                      script_args=[f"w{where[0]}{connections}"], watch_pids=pids,
                                      label=f"registry write at {where} c{connections}",
                                      profile=self.profile_target(peer, f"write-{where}-c{connections}"))
-                    # The peer's own view (inside Flask): the rest of wrk's latency is waitress and queueing.
+                    # The peer's own view (its WSGI app, hot path or Flask): the rest of wrk's latency is
+                    # waitress and queueing.
                     result["serverLatency"] = server_latency(
                         histogram, cluster.latency_buckets(peer, "instances.register_instance"))
                     entries = cluster.state_index(peer) - index_before
@@ -1314,7 +1315,7 @@ def markdown(document):
         run = get(results, "registry", *path)
         seen = (run or {}).get("serverLatency")
         if run and seen and seen.get("p50AtMostMs") is not None:
-            server_side.append(f"{name}: p50 {run['p50Ms']:.2f} ms at wrk, ≤ {seen['p50AtMostMs']:g} ms inside Flask")
+            server_side.append(f"{name}: p50 {run['p50Ms']:.2f} ms at wrk, ≤ {seen['p50AtMostMs']:g} ms inside the peer's WSGI app")
     if server_side:
         lines.append("Latency the peers' own /metrics histogram saw (bucket bounds) against wrk's: "
                      + "; ".join(server_side) + ".")
