@@ -72,7 +72,9 @@ class ContactTrackingTransport(TCPTransport):
             self._flush_journal()
 
     def _flush_journal(self):
-        self.sync_journal()
+        # The flag is raised by received entries whether or not this peer flushes (--no-sync-journal).
+        if self.sync_journal is not None:
+            self.sync_journal()
         self._journal_unflushed = False
 
     def _onMessageReceived(self, node, message):

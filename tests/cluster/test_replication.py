@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.cluster.conftest import SERVE_ARGS
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -47,6 +48,21 @@ def test_a_write_at_a_follower_is_read_at_every_peer(start_cluster):
         digests = [cluster.view(p)["self"]["stateDigest"] for p in cluster.peers]
         return all(d == digests[0] for d in digests)
     wait_until(digests_agree, 20, "identical state digests on every peer", interval=0.01)
+
+
+def test_a_cluster_that_leaves_journal_flushing_to_the_kernel_commits_through_every_peer(start_cluster):
+    cluster = start_cluster(serve_args=SERVE_ARGS + ("--no-sync-journal",))
+    leader = cluster.leader()
+    written = set()
+    for n, peer in enumerate([leader, *cluster.followers(leader)]):
+        response = cluster.put_instance(peer, {"url": f"http://unflushed-{n}:80"})
+        assert response.status_code == 201, response.text + cluster.logs()
+        written.add(f"http://unflushed-{n}:80")
+    for peer in cluster.peers:
+        wait_until(lambda: written <= cluster.instance_urls(peer), 10, f"{peer.url} to hold every write")
+    for peer in cluster.peers:
+        with open(peer.log_path, encoding="utf-8") as log:
+            assert "Traceback" not in log.read(), cluster.logs()
 
 
 def test_concurrent_writes_through_every_peer_are_all_kept(start_cluster):

@@ -107,3 +107,16 @@ def test_a_leader_flushes_what_it_sent_before_counting_confirmations(transport, 
     transport.send(follower, {"type": "append_entries", "entries": [(b"d", 7, 1)]})
     transport._onMessageReceived(follower, {"type": "next_node_idx", "success": True})
     assert transport.flushes == ["flush", "flush"]  # a confirmation arrived before the tick ended
+
+
+def test_a_peer_told_not_to_flush_confirms_and_counts_confirmations_without_flushing(transport, monkeypatch):
+    from cluster.replica import ContactTrackingTransport
+    monkeypatch.setattr(ContactTrackingTransport, "_keep_next_index_monotonic", lambda self, node, message: None)
+    transport.sync_journal = None  # --no-sync-journal
+    peer = _Node()
+    transport._onMessageReceived(peer, {"type": "append_entries", "entries": [(b"c", 5, 1)], "term": 1})
+    assert transport.send(peer, {"type": "next_node_idx", "success": True})
+    transport.send(peer, {"type": "append_entries", "entries": [(b"d", 6, 1)]})
+    transport._onMessageReceived(peer, {"type": "next_node_idx", "success": True})
+    transport.flush_sent_entries()
+    assert transport.flushes == [] and transport._journal_unflushed is False
