@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 
 from api.logs import JsonFormatter
 
@@ -16,6 +17,8 @@ def test_requests_get_an_id_and_one_access_line_without_the_token(client, caplog
                                "status": 200, "caller": "admin", "ms": lines[0].fields["ms"]}
     token = client.environ_base["HTTP_AUTHORIZATION"].split()[1]
     assert all(token not in record.getMessage() for record in caplog.records)
+    made_ids = {client.get("/registry-svc/instances").headers["X-Request-Id"] for _ in range(50)}
+    assert len(made_ids) == 50 and all(re.fullmatch(r"[0-9a-f]{32}", made) for made in made_ids)
 
 
 def test_json_lines_for_machines():
