@@ -57,7 +57,7 @@ class ContactTrackingTransport(TCPTransport):
         # its new entries once the tick that sent them is done (flush_sent_entries), in parallel
         # with the followers' flushes (Raft allows it), and in any case before it reads a
         # confirmation: only a confirmation can commit them, on this same thread.
-        if self.sync_journal is not None and isinstance(message, dict):
+        if isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and message.get("success"):
                 if self._journal_unflushed:
@@ -72,7 +72,8 @@ class ContactTrackingTransport(TCPTransport):
             self._flush_journal()
 
     def _flush_journal(self):
-        # The flag is raised by received entries whether or not this peer flushes (--no-sync-journal).
+        # The one place that knows whether this peer flushes at all (--no-sync-journal): the
+        # unflushed flag is kept either way, so sending and receiving need not ask.
         if self.sync_journal is not None:
             self.sync_journal()
         self._journal_unflushed = False
