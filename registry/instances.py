@@ -326,8 +326,6 @@ def apply_register(state, command):
     record = {"id": instance_id, "status": DEFAULT_STATUS}
     if existing is not None:
         record.update({k: v for k, v in existing.items() if k not in ADDRESS_FIELDS})
-        if existing["url"] != url:
-            state.instance_by_url.pop(existing["url"], None)
     elif who is not SYSTEM and "slug" not in fields:
         record["slug"] = who["slug"]
     record.update(fields)
@@ -335,8 +333,7 @@ def apply_register(state, command):
         record.pop("unreachableSince", None)
     record["lastHeartbeat"] = format_ns(command["now"])
     # Records are replaced, never changed in place: readers and snapshots hold old ones safely.
-    state.instances[instance_id] = stored_record(record)
-    state.instance_by_url[url] = instance_id
+    state.put_instance(stored_record(record))
     return ok(id=instance_id, created=existing is None)
 
 

@@ -4,11 +4,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry import commands
+from registry.instance_index import InstanceIndex
+from registry.instances import matches
 from registry.state import RegistryState
 
 hosts = st.sampled_from(["a", "b", "c", "10.0.0.1"])
 ids = st.sampled_from(["i1", "i2", "i3", None])
 statuses = st.sampled_from(["Unknown", "Healthy", "Degraded", "Unreachable", "Error"])
+slugs = st.sampled_from(["s1", "s2"])
+filters = st.fixed_dictionaries({}, optional={
+    "slug": slugs, "status": statuses, "host": hosts, "tags": st.lists(st.sampled_from(["x", "y", "z"]), min_size=1,
+                                                                        max_size=2)})
 
 
 @st.composite
@@ -21,6 +27,8 @@ def registration(draw):
         fields["status"] = draw(statuses)
     if draw(st.booleans()):
         fields["tags"] = draw(st.lists(st.sampled_from(["x", "y", "z"]), max_size=3))
+    if draw(st.booleans()):
+        fields["slug"] = draw(slugs)
     return commands.register_instance(fields, f"inst_{draw(st.integers(0, 5))}", draw(st.integers(0, 2**62)))
 
 
@@ -55,3 +63,30 @@ def test_same_commands_same_state(sequence):
     assert first.instance_by_url == {r["url"]: r["id"] for r in first.instances.values()}
     # A snapshot taken at any point restores to an equal state.
     assert RegistryState.from_snapshot(first.to_snapshot()).digest() == first.digest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(command_strategy, max_size=40), st.lists(filters, min_size=1, max_size=5))
+def test_the_indexes_are_what_a_rebuild_gives_and_lists_match_a_walk(sequence, queries):
+    state = RegistryState()
+    last_change = {}  # slug -> the index of the last command that changed its instances
+    for index, command in enumerate(sequence, start=2):
+        before = {r["id"]: r for r in state.instances.values()}
+        state.apply(command, index)
+        for instance_id in before.keys() | state.instances.keys():
+            old, new = before.get(instance_id), state.instances.get(instance_id)
+            if old is not new:
+                for record in (old, new):
+                    if record is not None and record.get("slug"):
+                        last_change[record["slug"]] = index
+    assert state.instance_index.contents() == InstanceIndex.of(state.instances.values(), 0).contents()
+    for wanted in queries:
+        walked = sorted((r for r in state.instances.values() if matches(r, wanted)), key=lambda r: r["id"])
+        assert state.list_instances(wanted) == walked
+    for slug in ("s1", "s2"):
+        # Never earlier than the last change (a blocking read must not miss it); exactly it
+        # while the slug has instances.
+        changed = state.instances_changed_index({"slug": slug})
+        assert changed >= last_change.get(slug, 0)
+        if state.list_instances({"slug": slug}):
+            assert changed == last_change[slug]
