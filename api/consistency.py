@@ -72,21 +72,24 @@ def install(app, max_blocking_reads):
     app.extensions["registry_blocking_limit"] = max_blocking_reads
 
 
-def reads(kind):
+def reads(kind, slug_of=None):
     """Decorate a read of `kind` of data: apply the request's read options before it runs.
 
-    The view finds the query pairs that are not read options in g.query_pairs."""
+    The view finds the query pairs that are not read options in g.query_pairs. slug_of(pairs)
+    names the slug a read is filtered by, if any: a blocking read then waits on that slug only
+    (and its X-Registry-Index is that slug's)."""
     def decorate(view):
         @functools.wraps(view)
         def read(*args, **kwargs):
             options, g.query_pairs = parse_options(request.args.items(multi=True))
-            _prepare(current_peer(), options, kind)
+            slug = slug_of(g.query_pairs) if slug_of is not None and options.index is not None else None
+            _prepare(current_peer(), options, kind, slug)
             return view(*args, **kwargs)
         return read
     return decorate
 
 
-def _prepare(peer, options, kind):
+def _prepare(peer, options, kind, slug=None):
     if options.index is not None:
         slots = current_app.extensions["registry_blocking_reads"]
         if not slots.acquire(blocking=False):
@@ -94,7 +97,7 @@ def _prepare(peer, options, kind):
             raise unavailable(f"this peer already holds {limit} blocking reads; retry, or watch through another peer")
         try:
             # The HTTP thread sleeps on a condition the Raft thread signals: no polling, no Raft traffic.
-            peer.replica.wait_for_change(kind, options.index, options.wait_seconds)
+            peer.wait_for_change(kind, options.index, options.wait_seconds, slug=slug)
         finally:
             slots.release()
     if options.max_stale_seconds is not None:

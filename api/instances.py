@@ -24,7 +24,7 @@ def register_instance():
 
 @blueprint.get("/registry-svc/instances")
 @requires(INSTANCE_VIEW)
-@reads(INSTANCES)
+@reads(INSTANCES, slug_of=lambda pairs: instances.validate_filters(pairs).get("slug"))
 def list_instances():
     filters = instances.validate_filters(g.query_pairs)
     index, body = current_app.extensions["registry_listings"].listing(current_peer(), filters, current_caller())

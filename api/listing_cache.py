@@ -1,48 +1,92 @@
-"""Instance lists encoded once per version of the state, not once per request.
+"""Instance lists encoded once per version of what they cover, not once per request.
 
-Building a list (filter, sort) and encoding it took most of a 1,000-instance read. Proxies and
-dashboards ask for the same lists over and over between changes, so the encoded bytes are kept
-for the replica's current Raft index and thrown away as soon as anything changes.
+Building a list and encoding it took most of a read. Proxies and dashboards ask for the same
+lists over and over, and most changes do not touch them: a node heartbeat never changes an
+instance list, and a change to one service's instances changes no other service's. So a kept
+list is dropped only when what it covers changes: its slug's instances for a list filtered by
+slug, any instance otherwise, and the permits (they decide who sees what) for every list.
+
+Large lists are put together from each record's own JSON bytes, kept beside the state and
+dropped by apply whenever that record changes: after a change to one instance, a list of
+100,000 re-encodes one record, not all of them.
 """
 
+import collections
 import threading
 
 import orjson
 
-# Bounds: lists are kept only for the current index, at most this many and this many bytes.
-MAX_ENTRIES = 128
-MAX_BYTES = 64 * 1024 * 1024
-MAX_BODY_BYTES = 8 * 1024 * 1024
+# Kept lists: at most this many, this many bytes in all, and none larger than MAX_BODY_BYTES
+# (the largest lists are cheap to put together again from their records' bytes).
+MAX_ENTRIES = 1024
+MAX_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# From this many records a list is joined from per-record bytes rather than encoded whole.
+PER_RECORD_FROM = 256
 
 
 class ListingCache:
     def __init__(self):
         self._lock = threading.Lock()
-        self._at_index = None
-        self._entries = {}  # key -> (kind index, body bytes)
+        self._entries = collections.OrderedDict()  # key -> (version, index, body), least recent first
         self._bytes = 0
 
     def listing(self, peer, filters, caller):
         """(X-Registry-Index, the encoded {"instances": [...]}) as peer.list_instances gives it."""
         # Read before the list is built: if the state moves on meanwhile, what is kept under this
-        # index is newer than it, never older, and is dropped at the next change anyway.
-        at_index = peer.replica.state_index
+        # version is newer than it, never older, and is built again at the next request.
+        version = peer.instances_version(filters)
         key = (_filters_key(filters), caller["slug"], tuple(caller["roles"]))
         with self._lock:
-            if self._at_index == at_index:
-                found = self._entries.get(key)
-                if found is not None:
-                    return found
-        index, records = peer.list_instances(filters, caller)
-        body = orjson.dumps({"instances": records})
-        with self._lock:
-            if self._at_index != at_index:
-                self._at_index, self._entries, self._bytes = at_index, {}, 0
-            if (len(body) <= MAX_BODY_BYTES and len(self._entries) < MAX_ENTRIES
-                    and self._bytes + len(body) <= MAX_BYTES):
-                self._entries[key] = (index, body)
-                self._bytes += len(body)
+            found = self._entries.get(key)
+            if found is not None and found[0] == version:
+                self._entries.move_to_end(key)
+                return found[1], found[2]
+        index, body = encoded_listing(peer, filters, caller)
+        if len(body) <= MAX_BODY_BYTES:
+            self._keep(key, (version, index, body))
         return index, body
+
+    def _keep(self, key, entry):
+        with self._lock:
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                self._bytes -= len(replaced[2])
+            self._entries[key] = entry
+            self._bytes += len(entry[2])
+            while len(self._entries) > MAX_ENTRIES or self._bytes > MAX_BYTES:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= len(evicted[2])
+
+
+def encoded_listing(peer, filters, caller):
+    """(index, body) of a list; a large one from its records' bytes, encoding only those missing."""
+    def collect(state):
+        records = state.list_instances(filters, caller)
+        index = state.instances_changed_index(filters)
+        if len(records) < PER_RECORD_FROM:
+            return index, records, None
+        encoded = state.encoded_instances
+        return index, records, [encoded.get(record["id"]) for record in records]
+
+    index, records, parts = peer.with_state(collect)
+    if parts is None:
+        return index, orjson.dumps({"instances": records})
+    missing = [position for position, part in enumerate(parts) if part is None]
+    if missing:
+        # Encoded outside the state lock, which apply needs; kept only for records still current.
+        for position in missing:
+            parts[position] = orjson.dumps(records[position])
+
+        def keep(state):
+            current, encoded = state.instances, state.encoded_instances
+            for position in missing:
+                record = records[position]
+                if current.get(record["id"]) is record:
+                    encoded[record["id"]] = parts[position]
+
+        peer.with_state(keep)
+    return index, b'{"instances":[' + b",".join(parts) + b"]}"
 
 
 def _filters_key(filters):

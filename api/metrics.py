@@ -37,8 +37,9 @@ class PeerCollector:
                                 value=self.peer.last_contact_ms() / 1000)
         yield CounterMetricFamily("registry_raft_leader_changes", "Leaders this peer has followed or become",
                                   value=replica.transport.leader_changes)
-        yield _by_status("registry_instances", "Instances by status", self.peer.list_instances({})[1])
-        yield _by_status("registry_nodes", "Nodes by status", self.peer.list_nodes_with_status()[1])
+        yield _by_status("registry_instances", "Instances by status", self.peer.instance_counts_by_status())
+        yield _by_status("registry_nodes", "Nodes by status", collections.Counter(
+            r.get("status", "Unknown") for r in self.peer.list_nodes_with_status()[1]))
         scanner = self.peer.scanner
         yield CounterMetricFamily("registry_scan_cycles", "Instance scan cycles run here", value=scanner.cycles)
         last = scanner.last_cycle
@@ -48,9 +49,9 @@ class PeerCollector:
                                 value=last.scanned if last else 0)
 
 
-def _by_status(name, documentation, records):
+def _by_status(name, documentation, counts):
     family = GaugeMetricFamily(name, documentation, labels=["status"])
-    for status, count in sorted(collections.Counter(r.get("status", "Unknown") for r in records).items()):
+    for status, count in sorted(counts.items()):
         family.add_metric([status], count)
     return family
 

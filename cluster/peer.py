@@ -118,7 +118,25 @@ class Peer:
     # Each read returns (index, data): the Raft index of the last command the data reflects.
 
     def list_instances(self, filters, who=SYSTEM):
-        return self.replica.read(lambda state: state.list_instances(filters, who), commands.INSTANCES)
+        """(the Raft index of the last change to what `filters` select, the matching records)."""
+        return self.replica.with_state(
+            lambda state: (state.instances_changed_index(filters), state.list_instances(filters, who)))
+
+    def instance_counts_by_status(self):
+        return self.replica.with_state(lambda state: state.instance_counts_by_status())
+
+    def instances_version(self, filters):
+        """What a list of `filters` depends on, read without waiting for the state lock: the
+        last change to what they select, and to the permits (they decide who sees what)."""
+        return self.replica.peek(
+            lambda state: (state.instances_changed_index(filters), state.kind_index[commands.PERMITS]))
+
+    def with_state(self, action):
+        """action(state) under the state lock: reads, and the derived caches readers fill."""
+        return self.replica.with_state(action)
+
+    def wait_for_change(self, kind, after_index, timeout, slug=None):
+        return self.replica.wait_for_change(kind, after_index, timeout, slug=slug)
 
     def permits(self):
         return self.replica.read(lambda state: [dict(p) for p in state.permits], commands.PERMITS)

@@ -135,6 +135,9 @@ class RegistryReplica(SyncObj):
         self._lock = threading.Lock()
         # One condition per kind of data: a blocking read wakes only when its kind changes.
         self._changed = {kind: threading.Condition() for kind in self._registry.kind_index}
+        # Blocking reads filtered by slug wait on their slug's own condition: slug -> [it, waiters].
+        self._slug_waits = {}
+        self._slug_waits_lock = threading.Lock()
         self._digest_cache = None
         self._user_state_callback = on_state_changed
         self._dump_path = os.path.join(data_dir, dumps.FILE_NAME)
@@ -198,10 +201,13 @@ class RegistryReplica(SyncObj):
             before = dict(self._registry.kind_index)
             results = [self._registry.apply(command, index) for command in commands]
             changed = [kind for kind, at in self._registry.kind_index.items() if at != before[kind]]
+            touched_slugs = self._registry.instance_index.take_touched_slugs()
             self._digest_cache = None
         for kind in changed:
             with self._changed[kind]:
                 self._changed[kind].notify_all()
+        if touched_slugs and self._slug_waits:
+            self._wake_slug_watchers(touched_slugs)
         for command in commands:
             if command.get("type") == registry_commands.LEADER_HANDOFF:
                 # Every peer holds its new writes a moment, so the leader's log stops growing and
@@ -225,12 +231,42 @@ class RegistryReplica(SyncObj):
             index = self._registry.index if kind is None else self._registry.kind_index[kind]
             return index, query(self._registry)
 
-    def wait_for_change(self, kind, after_index, timeout):
+    def with_state(self, action):
+        """action(state) under the state lock."""
+        with self._lock:
+            return action(self._registry)
+
+    def peek(self, query):
+        """query(state) without the lock: only for single dict and attribute reads, which the
+        interpreter lock makes atomic, never for iterating what apply changes."""
+        return query(self._registry)
+
+    def wait_for_change(self, kind, after_index, timeout, slug=None):
         """Block (without polling) until `kind` of data changed at a Raft index above
-        after_index, or timeout passed; True if it did."""
-        condition = self._changed[kind]
-        with condition:
-            return condition.wait_for(lambda: self._registry.kind_index[kind] > after_index, timeout)
+        after_index (with `slug`: that slug's instances did), or timeout passed; True if it did."""
+        if slug is None:
+            condition = self._changed[kind]
+            with condition:
+                return condition.wait_for(lambda: self._registry.kind_index[kind] > after_index, timeout)
+        with self._slug_waits_lock:
+            waits = self._slug_waits.setdefault(slug, [threading.Condition(), 0])
+            waits[1] += 1
+        try:
+            with waits[0]:
+                return waits[0].wait_for(
+                    lambda: self._registry.instance_index.slug_index(slug) > after_index, timeout)
+        finally:
+            with self._slug_waits_lock:
+                waits[1] -= 1
+                if not waits[1]:
+                    del self._slug_waits[slug]
+
+    def _wake_slug_watchers(self, slugs):
+        with self._slug_waits_lock:
+            conditions = [self._slug_waits[slug][0] for slug in slugs if slug in self._slug_waits]
+        for condition in conditions:
+            with condition:
+                condition.notify_all()
 
     @property
     def state_index(self):
@@ -458,6 +494,9 @@ class RegistryReplica(SyncObj):
         for condition in self._changed.values():
             with condition:
                 condition.notify_all()
+        with self._slug_waits_lock:
+            watched = list(self._slug_waits)
+        self._wake_slug_watchers(watched)
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
         # PySyncObj makes the dump's member list the topology. At start the members file (what

@@ -107,3 +107,41 @@ def test_blocking_reads_beyond_the_limit_are_refused_not_queued(peer, mint):
         slots.release()
     # The slot is free again: a blocking read is held (and times out unchanged).
     assert client.get(f"/registry-svc/instances?index={index}&wait=100ms").status_code == 200
+
+
+def test_a_blocking_read_filtered_by_slug_wakes_on_its_own_slug_only(client, app, mint):
+    def put(instance_id, slug):
+        response = client.put("/registry-svc/instance", json={"id": instance_id, "url": f"http://{instance_id}:1",
+                                                              "slug": slug})
+        assert response.status_code == 201
+        return int(response.headers["X-Registry-Index"])
+
+    at = put("inst_slugwatch_a", "watched-a")
+    put("inst_slugwatch_b", "watched-b")
+    first = client.get("/registry-svc/instances?slug=watched-a")
+    # The slug's own index: the other slug's later write did not move it.
+    assert int(first.headers["X-Registry-Index"]) == at
+    answers = {}
+
+    def watch():
+        watcher = app.test_client()
+        watcher.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {mint('admin', 'admin')}"
+        answers["response"] = watcher.get(f"/registry-svc/instances?slug=watched-a&index={at}&wait=30s")
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    put("inst_slugwatch_b2", "watched-b")
+    thread.join(timeout=0.5)
+    assert thread.is_alive(), "a write to another slug woke a watcher of this slug"
+    written = put("inst_slugwatch_a2", "watched-a")
+    thread.join(timeout=30)
+    response = answers["response"]
+    assert response.status_code == 200 and int(response.headers["X-Registry-Index"]) == written
+    assert [r["id"] for r in response.json["instances"]] == ["inst_slugwatch_a", "inst_slugwatch_a2"]
+
+
+def test_a_blocking_read_with_bad_filters_is_refused_before_it_waits(client):
+    started = time.monotonic()
+    response = client.get("/registry-svc/instances?slug=a&slug=b&index=1&wait=30s")
+    assert response.status_code == 400 and "given twice" in response.json["error"]
+    assert time.monotonic() - started < 5

@@ -1,7 +1,12 @@
-"""Lists are encoded once per state version: the cache must never show one caller's view to
-another, nor an old list after a change."""
+"""Lists are encoded once per version of what they cover: the cache must never show one
+caller's view to another, nor an old list after a change, and keeps lists that a change does
+not touch."""
 
 import uuid
+
+import orjson
+
+from api import listing_cache
 
 
 def test_a_repeated_list_is_the_same_bytes_and_a_write_shows_at_once(app, client):
@@ -35,3 +40,67 @@ def test_callers_with_different_views_never_share_a_cached_list(client, client_f
     assert {i["url"] for i in own.json["instances"]} == {f"http://{owner}:80"}
     # And the admin's cached list is still the admin's.
     assert client.get("/registry-svc/instances").data == everything.data
+
+
+def _registered(client, slug, count=1, start=0):
+    for n in range(start, start + count):
+        response = client.put("/registry-svc/instance", json={"id": f"{slug}-{n}", "url": f"http://{slug}-{n}:80",
+                                                              "slug": slug})
+        assert response.status_code == 201, response.json
+
+
+def _admin_key(slug):
+    return (("slug", slug),), "admin", ("admin",)
+
+
+def test_a_kept_list_survives_changes_it_does_not_cover(app, peer, client):
+    mine, other = "keep-" + uuid.uuid4().hex[:8], "other-" + uuid.uuid4().hex[:8]
+    _registered(client, mine)
+    _registered(client, other)
+    cache = app.extensions["registry_listings"]
+    assert client.get(f"/registry-svc/instances?slug={mine}").status_code == 200
+    kept = cache._entries[_admin_key(mine)]
+    # Another slug's instance changes, and a node heartbeat is committed: the list is still the kept one.
+    _registered(client, other, start=1)
+    peer.report_self()
+    again = client.get(f"/registry-svc/instances?slug={mine}")
+    assert cache._entries[_admin_key(mine)] is kept and again.data == kept[2]
+    assert again.headers["X-Registry-Index"] == str(kept[1])
+    # A change to its own slug drops it.
+    _registered(client, mine, start=1)
+    after = client.get(f"/registry-svc/instances?slug={mine}")
+    assert [r["id"] for r in after.json["instances"]] == [f"{mine}-0", f"{mine}-1"]
+    assert cache._entries[_admin_key(mine)] is not kept and int(after.headers["X-Registry-Index"]) > kept[1]
+
+
+def test_a_permits_change_drops_every_kept_list(app, client, client_for):
+    owner = "perm-" + uuid.uuid4().hex[:8]
+    _registered(client, owner)
+    cache = app.extensions["registry_listings"]
+    user = client_for(owner, "user")
+    assert user.get(f"/registry-svc/instances?slug={owner}").status_code == 200
+    key = ((("slug", owner),), owner, ("user",))
+    kept = cache._entries[key]
+    permits = client.get("/registry-svc/permits").json
+    assert client.put("/registry-svc/permits", json=permits).status_code == 200
+    assert user.get(f"/registry-svc/instances?slug={owner}").data == kept[2]
+    assert cache._entries[key] is not kept
+
+
+def test_a_large_list_is_joined_from_record_bytes_and_shows_a_change_at_once(peer, client, monkeypatch):
+    monkeypatch.setattr(listing_cache, "PER_RECORD_FROM", 3)
+    slug = "large-" + uuid.uuid4().hex[:8]
+    _registered(client, slug, count=5)
+    listed = client.get(f"/registry-svc/instances?slug={slug}")
+    _, records = peer.list_instances({"slug": slug})
+    assert len(records) == 5
+    assert listed.data == orjson.dumps({"instances": records})  # byte for byte as encoding it whole
+    encoded = peer.with_state(lambda state: {r["id"]: state.encoded_instances.get(r["id"]) for r in records})
+    assert encoded == {r["id"]: orjson.dumps(r) for r in records}
+    response = client.put("/registry-svc/instance", json={"id": f"{slug}-3", "url": f"http://{slug}-3:80",
+                                                          "slug": slug, "details": "changed"})
+    assert response.status_code == 201
+    assert peer.with_state(lambda state: state.encoded_instances.get(f"{slug}-3")) is None  # dropped by apply
+    after = client.get(f"/registry-svc/instances?slug={slug}")
+    assert next(r for r in after.json["instances"] if r["id"] == f"{slug}-3")["details"] == "changed"
+    assert after.data == orjson.dumps({"instances": peer.list_instances({"slug": slug})[1]})
