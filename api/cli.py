@@ -69,6 +69,9 @@ def main():
               show_default=True)
 @click.option("--max-blocking-reads", envvar="REGISTRY_MAX_BLOCKING_READS", type=click.IntRange(min=1), default=256,
               show_default=True, help="Blocking reads (?index=&wait=) this peer holds at once, each on its own thread.")
+@click.option("--max-connections", envvar="REGISTRY_MAX_CONNECTIONS", type=click.IntRange(min=1), default=1024,
+              show_default=True, help="Open HTTP connections served at once (idle keep-alive ones count); "
+                                      "at least --max-blocking-reads + --http-threads is used.")
 @click.option("--compact-after-entries", envvar="REGISTRY_COMPACT_AFTER_ENTRIES", type=click.IntRange(min=10),
               default=5000, show_default=True,
               help="Raft log entries kept before the state is dumped to disk and the log trimmed.")
@@ -91,7 +94,7 @@ def main():
                    "throughput under load.")
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
-          max_blocking_reads, compact_after_entries, scan_interval, scan_timeout, log_level, log_format,
+          max_blocking_reads, max_connections, compact_after_entries, scan_interval, scan_timeout, log_level, log_format,
           join, sync_journal, access_log):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
@@ -111,7 +114,7 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             data_dir=os.path.abspath(data_dir), cluster_secret=secret, node_id=node_id, region=region,
             availability_zone=availability_zone, heartbeat_seconds=heartbeat_seconds,
             write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
-            max_blocking_reads=max_blocking_reads,
+            max_blocking_reads=max_blocking_reads, max_connections=max_connections,
             compact_after_entries=compact_after_entries, scan_interval_seconds=scan_interval,
             scan_timeout_seconds=scan_timeout, join=join,
             sync_journal=sync_journal,

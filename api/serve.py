@@ -3,6 +3,7 @@
 import ctypes
 import logging
 import os
+import resource
 import signal
 
 from waitress import create_server
@@ -23,6 +24,8 @@ WAITRESS_BODY_SLACK_BYTES = 1024 * 1024
 # hundreds of threads (HTTP, blocking reads, Raft, dumps): at 100,000 instances that spread the
 # heap over many half-empty arenas, 2.8-3.2 KB of RSS per instance against 1.4-1.6 KB with two.
 MALLOC_ARENAS = 2
+# Descriptors a peer holds besides HTTP connections: Raft sockets, the journal, dumps, logs.
+OTHER_OPEN_FILES = 256
 _M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
@@ -36,8 +39,26 @@ def limit_malloc_arenas():
         pass  # not glibc: nothing to tune
 
 
+def connection_limit(config):
+    """Every blocking read and every busy thread holds a connection, whatever was configured."""
+    return max(config.max_connections, config.max_blocking_reads + config.http_threads)
+
+
+def raise_open_files_limit(connections):
+    """Each connection is a file descriptor: lift the soft limit toward the hard one if needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + OTHER_OPEN_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("open files limited to %d (hard limit): fewer than %d connections can be served",
+                        target, connections)
+
+
 def serve(config, timings=None):
     limit_malloc_arenas()
+    raise_open_files_limit(connection_limit(config))
     host, port = split_address(config.http_address, "--http-address")
     peer = Peer(config) if timings is None else Peer(config, timings)
     app = create_app(peer)
@@ -45,6 +66,9 @@ def serve(config, timings=None):
         # Blocking reads sleep in threads of their own, so they never starve other requests.
         app, host=host, port=port, threads=config.http_threads + config.max_blocking_reads, ident="registry",
         max_request_body_size=config.max_body_bytes + WAITRESS_BODY_SLACK_BYTES,
+        connection_limit=connection_limit(config),
+        # select() cannot watch a descriptor numbered 1024 or more; poll() can.
+        asyncore_use_poll=True,
     )
 
     def shut_down(signum, _frame):

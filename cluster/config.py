@@ -25,6 +25,9 @@ class PeerConfig:
     http_threads: int = 16
     # Blocking reads each hold an HTTP thread while they wait; this many get threads of their own.
     max_blocking_reads: int = 256
+    # Open HTTP connections served at once: proxies keep theirs open, and every blocking read
+    # holds one (waitress' own default of 100 would stall watchers past the hundredth).
+    max_connections: int = 1024
     # Raft log entries kept before the state is written as a full dump and the log trimmed.
     compact_after_entries: int = 5000
     scan_interval_seconds: float = 15.0
