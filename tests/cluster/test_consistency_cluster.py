@@ -1,7 +1,10 @@
 """Read consistency on a real cluster: stale, bounded, linearizable and blocking reads."""
 
+import http.client
+import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -176,3 +179,53 @@ def test_a_history_of_writes_and_consistent_reads_through_a_leader_kill_is_linea
     assert len(completed_writes) >= 20 and len(reads) >= 20, (len(completed_writes), len(reads))
     linearizable, _ = check(history, initial="initial")
     assert linearizable, sorted(history, key=lambda op: op.invoked)
+
+
+def test_watchers_of_many_slugs_at_one_peer_each_wake_for_their_own_slug_only(start_cluster):
+    """More watchers than waitress' default of 100 connections, each on its own slug; a write
+    at another peer wakes only its slug's watcher, and the peer still answers plain reads."""
+    cluster = start_cluster()
+    watched_peer, writer_peer = cluster.peers[0], cluster.peers[2]
+    slugs = [f"watched-{n}" for n in range(150)]
+    for slug in slugs:
+        assert cluster.put_instance(writer_peer, {"url": f"http://{slug}:1", "slug": slug}).status_code == 201
+    wait_until(lambda: len(cluster.instance_urls(watched_peer)) == len(slugs), 30, "the watched peer to hold them")
+    host, port = watched_peer.url.rsplit("/", 1)[1].split(":")
+    connections, answers, sent = {}, {}, threading.Semaphore(0)
+
+    def watch(slug):
+        index = cluster.get(watched_peer, f"/registry-svc/instances?slug={slug}").headers["X-Registry-Index"]
+        connection = connections[slug] = http.client.HTTPConnection(host, int(port), timeout=120)
+        connection.request("GET", f"/registry-svc/instances?slug={slug}&index={index}&wait=120s",
+                           headers={"Authorization": f"Bearer {cluster.local.admin_token}"})
+        sent.release()
+        try:
+            response = connection.getresponse()
+            answers[slug] = (int(response.getheader("X-Registry-Index")), json.loads(response.read()))
+        except (OSError, http.client.HTTPException):
+            pass  # closed at the end of the test
+
+    threads = {slug: threading.Thread(target=watch, args=(slug,), daemon=True) for slug in slugs}
+    try:
+        for thread in threads.values():
+            thread.start()
+        for _ in slugs:
+            assert sent.acquire(timeout=60)
+        # Beyond the 150 held connections, a plain read on a new connection still answers.
+        plain = requests.get(watched_peer.url + "/registry-svc/instances?slug=watched-3", timeout=10,
+                             headers={"Authorization": f"Bearer {cluster.local.admin_token}"})
+        assert plain.status_code == 200
+        written = cluster.put_instance(writer_peer, {"url": "http://watched-7-b:1", "slug": "watched-7"})
+        assert written.status_code == 201
+        threads["watched-7"].join(timeout=30)
+        index, listed = answers["watched-7"]
+        assert index == int(written.headers["X-Registry-Index"])
+        assert sorted(r["url"] for r in listed["instances"]) == ["http://watched-7-b:1", "http://watched-7:1"]
+        time.sleep(0.5)  # what a wrongly woken watcher would need to answer; none may have
+        assert sorted(answers) == ["watched-7"]
+    finally:
+        for connection in list(connections.values()):
+            if connection.sock is not None:
+                connection.sock.shutdown(socket.SHUT_RDWR)
+        for thread in threads.values():
+            thread.join(timeout=10)
