@@ -19,8 +19,11 @@ Stages (--only picks some):
             one at a time (the engine's commit latency) and --raw-window at a time (commits/s);
             then, for context only, the same with PySyncObj's default append-entries batching
   etcd      (--with-etcd) 3 members: put and serializable range of the same bytes via /v3/kv
-  scale     a fresh cluster with --instances instances: RSS per instance, list latency at a
-            follower, full-cluster restart until every peer serves them all again
+  scale     a fresh cluster with --instances instances over 1,000 slugs (prod/dev tags): RSS
+            per instance, list latency at a follower; slug, slug+tag, slug+status and full-list
+            reads at a follower with no writes and under --churn-rate re-registrations/s at the
+            leader, and 500 blocking watchers on distinct slugs while one slug changes
+            (scripts/bench_churn.py); full-cluster restart until every peer serves them all again
 
 Registry peers run with their defaults except `--scan-interval 86400` (TCP scans of thousands
 of made-up hosts would otherwise fire at random moments of the runs; bench_scan.py measures
@@ -62,6 +65,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import bench_churn  # noqa: E402
 from api import tokens  # noqa: E402
 from cluster.local import LocalCluster, LocalPeer, tail  # noqa: E402
 
@@ -69,6 +73,7 @@ LUA_DIR = os.path.join(ROOT, "scripts", "bench_lua")
 PUT_LUA = os.path.join(LUA_DIR, "put_instance.lua")
 GET_LUA = os.path.join(LUA_DIR, "get.lua")
 RECORD_BYTES = 300
+FLEET_SLUGS = 1000  # the scale stage's instances are spread over this many slugs, as in put_instance.lua
 HOST = "127.0.0.1"
 STAGES = ("registry", "bare", "raw", "etcd", "scale")
 PY_SPY = None  # set from --profile-dir: py-spy's path
@@ -158,11 +163,14 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def record_body(prefix, tid, n, size=RECORD_BYTES):
-    """The same bytes as record_body() in scripts/bench_lua/put_instance.lua."""
+def record_body(prefix, tid, n, size=RECORD_BYTES, fleet=False):
+    """The same bytes as record_body() in scripts/bench_lua/put_instance.lua (fleet: its "fleet"
+    format, FLEET_SLUGS slugs tagged prod or dev)."""
     name = f"{prefix}-{tid}-{n}"
+    slug, first_tag = (f"svc-{n % FLEET_SLUGS}", "prod" if n % 2 == 0 else "dev") if fleet else (f"bench-{prefix}",
+                                                                                                  "bench")
     head = (f'{{"id":"i-{name}","url":"http://{name}.bench.internal:8080/api/v1/items",'
-            f'"slug":"bench-{prefix}","tags":["bench","generated","tier-backend","zone-a"],'
+            f'"slug":"{slug}","tags":["{first_tag}","generated","tier-backend","zone-a"],'
             f'"deploymentId":"depl-{name}","nodeUrl":"http://node-a.bench.internal:11337","details":"')
     tail_ = '"}'
     return (head + "x" * max(0, size - len(head) - len(tail_)) + tail_).encode()
@@ -966,7 +974,9 @@ class Bench:
     def stage_scale(self):
         a = self.args
         out = self.results.setdefault("scale", {"instances": a.instances})
-        cluster = Registry(self.workdir, "scale", self.args.peer_arg).start()
+        # Room for the churn measurement's 500 blocking watchers.
+        cluster = Registry(self.workdir, "scale", ["--max-blocking-reads", str(bench_churn.WATCHERS + 100)]
+                           + self.args.peer_arg).start()
         try:
             leader = cluster.leader()
             follower = next(p for p in cluster.peers if p is not leader)
@@ -980,19 +990,18 @@ class Bench:
             stop_file = os.path.join(self.workdir, "scale-quota-sent")
             load = wrk.run(leader.url + "/registry-svc/instance", connections=a.connections,
                            duration=a.instances / 100 + 60, script=PUT_LUA,
-                           script_args=["scale", a.instances, "registry", stop_file], stop_file=stop_file,
+                           script_args=["scale", a.instances, "fleet", stop_file], stop_file=stop_file,
                            watch_pids={"leader": leader.pid, "follower": follower.pid,
                                        "follower2": next(p for p in cluster.peers if p not in (leader, follower)).pid},
                            label=f"scale registration c{a.connections}")
             out["registration"] = load
             # Top up what the wrk run left out (failed requests, the requests in flight at its stop).
-            index = cluster.state_index(leader)
-            status, body, _, _ = cluster.list_instances(follower, "?slug=bench-scale")
+            status, body, _, _ = cluster.list_instances(follower, "?tag=generated")
             have = {r["id"] for r in json.loads(body)["instances"]} if status == 200 else set()
             missing = [n for n in range(1, a.instances + 1) if f"i-scale-0-{n}" not in have]
             if missing:
                 log(f"scale: topping up {len(missing)} instances")
-                cluster.put_many(leader, [record_body("scale", 0, n) for n in missing])
+                cluster.put_many(leader, [record_body("scale", 0, n, fleet=True) for n in missing])
             out["registrationSeconds"] = round(time.monotonic() - started, 1)
             out["toppedUp"] = len(missing)
             # More than the first election's lines means a leader was lost under this load.
@@ -1006,7 +1015,7 @@ class Bench:
                     time.sleep(0.1)
             counts = {}
             for peer in cluster.peers:
-                status, body, _, _ = cluster.list_instances(peer, "?slug=bench-scale")
+                status, body, _, _ = cluster.list_instances(peer, "?tag=generated")
                 counts[peer.index] = len(json.loads(body)["instances"]) if status == 200 else None
             out["countsPerPeer"] = counts
             if any(c != a.instances for c in counts.values()):
@@ -1042,6 +1051,10 @@ class Bench:
             out["oneInstanceFilterMs"] = {"median": round(statistics.median(one), 1), "max": round(max(one), 1)}
             log(f"  RSS per instance {out['rssPerInstanceBytes']} B; full list {out['fullListMs']['median']} ms "
                 f"({size} bytes); one-instance filter {out['oneInstanceFilterMs']['median']} ms")
+            out["churn"] = bench_churn.measure(
+                cluster, leader, follower, wrk, instances=a.instances, duration=a.duration,
+                connections=a.connections, churn_rate=a.churn_rate, get_script=GET_LUA,
+                body_of=lambda n: record_body("scale", 0, n, fleet=True), log=log, fail=StageError)
             out["restart"] = self.full_restart(cluster, a.instances)
             log(f"  full-cluster restart: every peer serves all {a.instances} instances after "
                 f"{out['restart']['servingSeconds']} s")
@@ -1082,7 +1095,7 @@ class Bench:
         serving = round(time.monotonic() - started, 2)
         counts = {}
         for peer in cluster.peers:
-            status, body, _, _ = cluster.list_instances(peer, "?slug=bench-scale")
+            status, body, _, _ = cluster.list_instances(peer, "?tag=generated")
             counts[peer.index] = len(json.loads(body)["instances"]) if status == 200 else None
         if any(c != instances for c in counts.values()):
             raise StageError(f"after the restart not every peer lists {instances} instances: {counts}")
@@ -1206,6 +1219,7 @@ def goals(results, connections):
         s = scale["restart"]["servingSeconds"]
         rows.append((f"full-cluster restart until every peer serves all {scale['instances']:,} ≤ 10 s",
                      f"{s:.1f} s", "≤ 10 s", f"{s / 10:.2f}× of limit", s <= 10))
+    rows += bench_churn.goal_rows(scale)
     return rows
 
 
@@ -1334,6 +1348,7 @@ def markdown(document):
     if foreign:
         lines.append(f"CPU used by other processes during the wrk runs: up to {max(foreign):.2f} cores "
                      f"(median {statistics.median(foreign):.2f}); above ~0.2 the numbers were disturbed.")
+    lines += bench_churn.markdown_lines(results.get("scale") or {})
     if document["errors"]:
         lines.append("")
         for stage, error in document["errors"].items():
@@ -1364,6 +1379,8 @@ def parse_args(argv):
     parser.add_argument("--instances", type=int, help="instances for the scale stage (default 100000; smoke 1000)")
     parser.add_argument("--list-size", type=int, default=1000, help="instances in the listed reads")
     parser.add_argument("--list-samples", type=int, help="full-list GETs at scale (default 5; smoke 2)")
+    parser.add_argument("--churn-rate", type=float, default=20.0,
+                        help="re-registrations per second at the leader while the scale stage reads under churn")
     parser.add_argument("--raw-commands", type=int, help="raw PySyncObj commands (default 50000; smoke 2000)")
     parser.add_argument("--raw-window", type=int, default=1000, help="raw PySyncObj commands outstanding")
     parser.add_argument("--raw-single", type=int, help="raw PySyncObj commands sent one at a time, for the "

@@ -7,11 +7,13 @@
 -- after generating that many requests (the scale stage registers an exact set of ids; the
 -- requests it re-sends then are upserts of the last one, never new records) and writes STOP_FILE,
 -- so bench.py can end wrk early (wrk sleeps out its -d otherwise). FORMAT "etcd" wraps
--- the same record bytes in an etcd v3 JSON-gateway put ({"key", "value"} in base64).
+-- the same record bytes in an etcd v3 JSON-gateway put ({"key", "value"} in base64); "fleet"
+-- spreads the records over 1,000 slugs (svc-0 .. svc-999), tagged prod (even n) or dev (odd n).
 -- The record layout is the same as record_body() in scripts/bench.py: keep them in step.
 -- done() prints one line "WRKJSON {...}" that bench.py parses.
 
 local RECORD_BYTES = 300
+local FLEET_SLUGS = 1000
 
 local threads = {}
 local thread_count = 0
@@ -60,8 +62,13 @@ end
 
 function record_body(p, t, n)
    local name = p .. "-" .. t .. "-" .. n
+   local slug, first_tag = "bench-" .. p, "bench"
+   if format == "fleet" then
+      slug = "svc-" .. (n % FLEET_SLUGS)
+      if n % 2 == 0 then first_tag = "prod" else first_tag = "dev" end
+   end
    local head = '{"id":"i-' .. name .. '","url":"http://' .. name .. '.bench.internal:8080/api/v1/items",'
-      .. '"slug":"bench-' .. p .. '","tags":["bench","generated","tier-backend","zone-a"],'
+      .. '"slug":"' .. slug .. '","tags":["' .. first_tag .. '","generated","tier-backend","zone-a"],'
       .. '"deploymentId":"depl-' .. name .. '","nodeUrl":"http://node-a.bench.internal:11337","details":"'
    local tail = '"}'
    local pad = RECORD_BYTES - #head - #tail
