@@ -29,6 +29,7 @@ from . import logs
 from .auth import caller_of, check_permission
 from .consistency import OPTION_NAMES
 from .errors import RETRY_AFTER_SECONDS, report_unexpected
+from .jsonio import wsgi_body
 from .results import registry_headers, result_status
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class HotPath:
         self._metrics.request(endpoint, method, status, started)
         logs.log_access(request_id, method, environ["PATH_INFO"], status, caller, started)
         self.served += 1
-        return [body]
+        return wsgi_body(environ, body)
 
 
 def _read_body(environ, limit):

@@ -1,5 +1,7 @@
 """JSON in and out of requests, with orjson for speed and strictness (no NaN, no >64-bit ints)."""
 
+import io
+
 import orjson
 from flask import Response, request
 
@@ -24,6 +26,53 @@ def respond(payload, status=200, headers=None):
     return respond_encoded(b"" if payload is None else orjson.dumps(payload), status, headers)
 
 
+# Bodies this large go out through the server's file wrapper: waitress then sends straight from
+# the bytes, where a body returned whole is first copied into its output buffer, and past 1 MB
+# into a temporary file (a 46 MB list: 56 ms to send that way, 20 ms through the wrapper).
+STREAM_FROM_BYTES = 1024 * 1024
+STREAM_BLOCK_BYTES = 1024 * 1024
+
+
 def respond_encoded(body, status=200, headers=None):
     """An answer whose JSON body is already encoded."""
-    return Response(body, status=status, headers=headers, mimetype="application/json")
+    if len(body) < STREAM_FROM_BYTES:
+        return Response(body, status=status, headers=headers, mimetype="application/json")
+    response = Response(wsgi_body(request.environ, body), status=status, headers=headers,
+                        mimetype="application/json", direct_passthrough=True)
+    response.content_length = len(body)
+    return response
+
+
+def wsgi_body(environ, body):
+    """The WSGI iterable of a response body: large ones through the server's file wrapper."""
+    wrapper = environ.get("wsgi.file_wrapper")
+    if wrapper is None or len(body) < STREAM_FROM_BYTES:
+        return [body]
+    return wrapper(_BytesFile(body), STREAM_BLOCK_BYTES)
+
+
+class _BytesFile:
+    """A read-only file over bytes whose reads are views, not copies: waitress reads each block
+    it sends twice (once to try, once to skip what went out), and copies of megabytes each time
+    cost the heap more than the body itself."""
+
+    def __init__(self, data):
+        self._view = memoryview(data)
+        self._position = 0
+
+    def read(self, size=-1):
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
+        chunk = self._view[self._position:end]
+        self._position = end
+        return chunk
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._position
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position

@@ -24,17 +24,26 @@ WAITRESS_BODY_SLACK_BYTES = 1024 * 1024
 # hundreds of threads (HTTP, blocking reads, Raft, dumps): at 100,000 instances that spread the
 # heap over many half-empty arenas, 2.8-3.2 KB of RSS per instance against 1.4-1.6 KB with two.
 MALLOC_ARENAS = 2
+# glibc raises its mmap threshold to the size of each large block freed (up to 32 MB), so the
+# megabytes a full list takes to encode and send then come from the heap and stay there: RSS
+# grew by 800 bytes per instance with each full list of 20,000. A fixed threshold gives every
+# block of this size or more its own mapping, returned to the system when freed.
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+_M_ARENA_MAX = -8  # mallopt's parameter numbers, from glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
 # Descriptors a peer holds besides HTTP connections: Raft sockets, the journal, dumps, logs.
 OTHER_OPEN_FILES = 256
-_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
-def limit_malloc_arenas():
-    """Before any thread starts; MALLOC_ARENA_MAX in the environment wins (glibc read it already)."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
+def tune_malloc():
+    """Before any thread starts; MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ in the environment
+    win (glibc read them already)."""
     try:
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+        libc = ctypes.CDLL(None)
+        if "MALLOC_ARENA_MAX" not in os.environ:
+            libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+        if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
 
@@ -57,7 +66,7 @@ def raise_open_files_limit(connections):
 
 
 def serve(config, timings=None):
-    limit_malloc_arenas()
+    tune_malloc()
     raise_open_files_limit(connection_limit(config))
     host, port = split_address(config.http_address, "--http-address")
     peer = Peer(config) if timings is None else Peer(config, timings)

@@ -131,10 +131,6 @@ class Peer:
         return self.replica.peek(
             lambda state: (state.instances_changed_index(filters), state.kind_index[commands.PERMITS]))
 
-    def with_state(self, action):
-        """action(state) under the state lock: reads, and the derived caches readers fill."""
-        return self.replica.with_state(action)
-
     def wait_for_change(self, kind, after_index, timeout, slug=None):
         return self.replica.wait_for_change(kind, after_index, timeout, slug=slug)
 

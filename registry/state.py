@@ -39,9 +39,6 @@ class RegistryState:
         self.instances = {}  # id -> record
         self.instance_by_url = {}  # url -> id, derived from instances
         self.instance_index = InstanceIndex()  # derived from instances
-        # id -> the record's JSON bytes, filled by readers (listing a large result) and dropped
-        # here whenever the record changes, so what is present is always the current record's.
-        self.encoded_instances = {}
         self.nodes = {}  # url -> record
         self.permits = permissions.default_permits()  # also empties the grants memo
         self.index = 0  # Raft index of the last command applied
@@ -98,7 +95,6 @@ class RegistryState:
             self.instance_by_url.pop(previous["url"], None)
         self.instance_by_url[record["url"]] = instance_id
         self.instance_index.replaced(previous, record, self.index)
-        self.encoded_instances.pop(instance_id, None)
 
     def replace_instance(self, record):
         """Store a new version of an existing instance's record."""
@@ -108,7 +104,6 @@ class RegistryState:
         del self.instances[record["id"]]
         self.instance_by_url.pop(record["url"], None)
         self.instance_index.replaced(record, None, self.index)
-        self.encoded_instances.pop(record["id"], None)
 
     def list_instances(self, filters, who=permissions.SYSTEM):
         """The instances matching `filters` that `who` may see (callers without view-all: their own),

@@ -6,7 +6,7 @@ import uuid
 
 import orjson
 
-from api import listing_cache
+from api import jsonio, listing_cache
 
 
 def test_a_repeated_list_is_the_same_bytes_and_a_write_shows_at_once(app, client):
@@ -87,20 +87,20 @@ def test_a_permits_change_drops_every_kept_list(app, client, client_for):
     assert cache._entries[key] is not kept
 
 
-def test_a_large_list_is_joined_from_record_bytes_and_shows_a_change_at_once(peer, client, monkeypatch):
-    monkeypatch.setattr(listing_cache, "PER_RECORD_FROM", 3)
+def test_a_list_too_large_to_keep_is_encoded_each_time_and_streamed(app, peer, client, monkeypatch):
+    monkeypatch.setattr(listing_cache, "MAX_BODY_BYTES", 200)
+    monkeypatch.setattr(jsonio, "STREAM_FROM_BYTES", 200)  # the hot path and Flask both stream it
     slug = "large-" + uuid.uuid4().hex[:8]
-    _registered(client, slug, count=5)
-    listed = client.get(f"/registry-svc/instances?slug={slug}")
-    _, records = peer.list_instances({"slug": slug})
-    assert len(records) == 5
-    assert listed.data == orjson.dumps({"instances": records})  # byte for byte as encoding it whole
-    encoded = peer.with_state(lambda state: {r["id"]: state.encoded_instances.get(r["id"]) for r in records})
-    assert encoded == {r["id"]: orjson.dumps(r) for r in records}
-    response = client.put("/registry-svc/instance", json={"id": f"{slug}-3", "url": f"http://{slug}-3:80",
+    _registered(client, slug, count=3)
+    cache = app.extensions["registry_listings"]
+    for query in (f"?slug={slug}", f"?slug={slug}&consistent"):  # the hot path, then Flask
+        listed = client.get(f"/registry-svc/instances{query}")
+        assert listed.status_code == 200 and listed.is_streamed
+        assert listed.data == orjson.dumps({"instances": peer.list_instances({"slug": slug})[1]})
+        assert listed.headers["Content-Length"] == str(len(listed.data))
+    assert _admin_key(slug) not in cache._entries
+    response = client.put("/registry-svc/instance", json={"id": f"{slug}-1", "url": f"http://{slug}-1:80",
                                                           "slug": slug, "details": "changed"})
     assert response.status_code == 201
-    assert peer.with_state(lambda state: state.encoded_instances.get(f"{slug}-3")) is None  # dropped by apply
-    after = client.get(f"/registry-svc/instances?slug={slug}")
-    assert next(r for r in after.json["instances"] if r["id"] == f"{slug}-3")["details"] == "changed"
-    assert after.data == orjson.dumps({"instances": peer.list_instances({"slug": slug})[1]})
+    after = client.get(f"/registry-svc/instances?slug={slug}").json["instances"]
+    assert next(r for r in after if r["id"] == f"{slug}-1")["details"] == "changed"
