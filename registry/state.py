@@ -119,10 +119,9 @@ class RegistryState:
         candidates = self.instance_index.candidates(filters)
         if candidates is None or len(candidates) > WALK_ALL_ABOVE * len(self.instances):
             # Most records are candidates: walking the ids in order saves sorting what matched.
-            records = self.instances
-            ordered = (records[i] for i in self.instance_index.sorted_ids(records))
+            ordered = map(self.instances.__getitem__, self.instance_index.sorted_ids(self.instances))
             if not filters:
-                return list(ordered)
+                return list(ordered)  # a full list: map() keeps the walk in C, under the state lock
             return [r for r in ordered if instances.matches(r, filters)]
         records = self.instances
         matched = [r for r in (records[i] for i in candidates) if instances.matches(r, filters)]
