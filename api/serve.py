@@ -29,8 +29,13 @@ MALLOC_ARENAS = 2
 # grew by 800 bytes per instance with each full list of 20,000. A fixed threshold gives every
 # block of this size or more its own mapping, returned to the system when freed.
 MMAP_THRESHOLD_BYTES = 1024 * 1024
+# A fixed mmap threshold also fixes the trim threshold, at 128 KB: the heap was then given back
+# and faulted in again around every 450 KB answer (a 1,000-instance list: 1,130 -> 910 req/s).
+# Twice the mmap threshold is what glibc's own adjustment would pick.
+TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
 _M_ARENA_MAX = -8  # mallopt's parameter numbers, from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
+_M_TRIM_THRESHOLD = -1
 # Descriptors a peer holds besides HTTP connections: Raft sockets, the journal, dumps, logs.
 OTHER_OPEN_FILES = 256
 
@@ -44,6 +49,7 @@ def tune_malloc():
             libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
         if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
             libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
 
