@@ -145,3 +145,14 @@ def test_a_blocking_read_with_bad_filters_is_refused_before_it_waits(client):
     response = client.get("/registry-svc/instances?slug=a&slug=b&index=1&wait=30s")
     assert response.status_code == 400 and "given twice" in response.json["error"]
     assert time.monotonic() - started < 5
+
+
+def test_a_blocking_read_of_a_slug_nobody_has_waits_out_its_time_unchanged(client):
+    first = client.get("/registry-svc/instances?slug=nobody-has-this")
+    assert first.status_code == 200 and first.json == {"instances": []}
+    index = first.headers["X-Registry-Index"]
+    client.put("/registry-svc/instance", json={"url": "http://somebody-else:1", "slug": "somebody-else"})
+    started = time.monotonic()
+    held = client.get(f"/registry-svc/instances?slug=nobody-has-this&index={index}&wait=300ms")
+    assert time.monotonic() - started >= 0.3
+    assert held.status_code == 200 and held.json == {"instances": []} and held.headers["X-Registry-Index"] == index
