@@ -13,8 +13,8 @@ driver, its log and error type), so this module starts and stops nothing itself.
 """
 
 import http.client
-import socket
 import random
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ ARM_SECONDS = 60
 
 class WatchersNotHeld(Exception):
     pass
+
 
 LOOKUPS = {  # name -> query; svc-8 holds even numbers (prod), svc-9 odd ones (dev)
     "slug": "?slug=svc-7",
