@@ -104,7 +104,7 @@ def filter_instances(cluster, peer_urls):
     client.register_instance({"id": "inst_fa", "scheme": "http", "host": "fa.local", "port": 8080, "path": "/api",
                               "slug": "filt", "status": "Healthy", "tags": ["x", "y"],
                               "nodeUrl": "http://node-a:11337", "deploymentId": "dep_a"})
-    client.register_instance({"id": "inst_fb", "scheme": "https", "ip": "10.0.0.2", "port": 443, "slug": "filt",
+    client.register_instance({"id": "inst_fb", "scheme": "https", "ip": "127.10.0.2", "port": 443, "slug": "filt",
                               "status": "Degraded", "tags": ["x"], "nodeUrl": "http://node-b:11337",
                               "deploymentId": "dep_b"})
 
@@ -113,7 +113,7 @@ def filter_instances(cluster, peer_urls):
     ([], ["inst_fa", "inst_fb"]),
     (["--id", "inst_fa"], ["inst_fa"]),
     (["--host", "fa.local"], ["inst_fa"]),
-    (["--ip", "10.0.0.2"], ["inst_fb"]),
+    (["--ip", "127.10.0.2"], ["inst_fb"]),
     (["--scheme", "https"], ["inst_fb"]),
     (["--path", "/api"], ["inst_fa"]),
     (["--deployment-id", "dep_b"], ["inst_fb"]),

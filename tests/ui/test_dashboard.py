@@ -27,12 +27,12 @@ XSS_DETAILS = '<img src=x onerror="window.__xss = 1">'
 XSS_TAG = "<b>bold</b>"
 
 INSTANCES = [
-    {"id": "web-1", "url": "http://10.0.0.1:8080", "slug": "web", "status": "Healthy", "tags": ["prod", "eu"]},
-    {"id": "web-2", "url": "http://10.0.0.2:8080", "slug": "web", "status": "Healthy", "tags": ["staging"]},
-    {"id": "api-1", "url": "http://10.0.1.1:9000", "slug": "api", "status": "Degraded", "tags": ["prod"],
+    {"id": "web-1", "url": "http://127.10.0.1:8080", "slug": "web", "status": "Healthy", "tags": ["prod", "eu"]},
+    {"id": "web-2", "url": "http://127.10.0.2:8080", "slug": "web", "status": "Healthy", "tags": ["staging"]},
+    {"id": "api-1", "url": "http://127.10.1.1:9000", "slug": "api", "status": "Degraded", "tags": ["prod"],
      "details": "slow answers"},
-    {"id": "api-2", "url": "http://10.0.1.2:9000", "slug": "api", "status": "Error", "tags": ["staging"]},
-    {"id": "evil", "url": "http://10.0.9.9:80", "slug": "evil", "status": "Unreachable", "details": XSS_DETAILS,
+    {"id": "api-2", "url": "http://127.10.1.2:9000", "slug": "api", "status": "Error", "tags": ["staging"]},
+    {"id": "evil", "url": "http://127.10.9.9:80", "slug": "evil", "status": "Unreachable", "details": XSS_DETAILS,
      "tags": [XSS_TAG]},
 ]
 ALL_IDS = [record["id"] for record in INSTANCES]
@@ -164,7 +164,7 @@ def test_dashboard_shows_the_cluster_and_follows_instances_live(cluster, page, a
     register(cluster, writer, INSTANCES[0])
     row = page.locator('#instance-rows tr[data-id="web-1"]')
     expect(row).to_be_visible()
-    expect(row).to_contain_text("http://10.0.0.1:8080")
+    expect(row).to_contain_text("http://127.10.0.1:8080")
     expect(row.locator(".status")).to_have_class(re.compile(r"\bstatus-Healthy\b"))
     for record in INSTANCES[1:]:
         register(cluster, writer, record)
@@ -216,7 +216,7 @@ def test_dashboard_shows_the_cluster_and_follows_instances_live(cluster, page, a
     page.fill("#filter-tags", "")
     page.fill("#filter-slug", "web")
     expect_rows(page, ["web-1", "web-2"])
-    register(cluster, writer, {"id": "web-3", "url": "http://10.0.0.3:8080", "slug": "web", "status": "Healthy"})
+    register(cluster, writer, {"id": "web-3", "url": "http://127.10.0.3:8080", "slug": "web", "status": "Healthy"})
     expect(page.locator('#instance-rows tr[data-id="web-3"]')).to_be_visible()
     expect(page.locator("#instance-rows tr.instance")).to_have_count(3)
 
