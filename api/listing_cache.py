@@ -40,7 +40,8 @@ class ListingCache:
             if found is not None and found[0] == version:
                 self._entries.move_to_end(key)
                 return found[1], found[2]
-        index, body = encoded_listing(peer, filters, caller)
+        index, records = peer.list_instances(filters, caller)  # under the state lock
+        body = orjson.dumps({"instances": records})  # outside it
         if len(body) <= MAX_BODY_BYTES:
             self._keep(key, (version, index, body))
         return index, body
@@ -55,12 +56,6 @@ class ListingCache:
             while len(self._entries) > MAX_ENTRIES or self._bytes > MAX_BYTES:
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= len(evicted[2])
-
-
-def encoded_listing(peer, filters, caller):
-    """(index, body) of a list: the records are taken under the state lock, encoded outside it."""
-    index, records = peer.list_instances(filters, caller)
-    return index, orjson.dumps({"instances": records})
 
 
 def _filters_key(filters):

@@ -119,11 +119,12 @@ class Peer:
 
     def list_instances(self, filters, who=SYSTEM):
         """(the Raft index of the last change to what `filters` select, the matching records)."""
-        return self.replica.with_state(
+        _, listed = self.replica.read(
             lambda state: (state.instances_changed_index(filters), state.list_instances(filters, who)))
+        return listed
 
     def instance_counts_by_status(self):
-        return self.replica.with_state(lambda state: state.instance_counts_by_status())
+        return self.replica.read(lambda state: state.instance_counts_by_status())[1]
 
     def instances_version(self, filters):
         """What a list of `filters` depends on, read without waiting for the state lock: the

@@ -231,11 +231,6 @@ class RegistryReplica(SyncObj):
             index = self._registry.index if kind is None else self._registry.kind_index[kind]
             return index, query(self._registry)
 
-    def with_state(self, action):
-        """action(state) under the state lock."""
-        with self._lock:
-            return action(self._registry)
-
     def peek(self, query):
         """query(state) without the lock: only for single dict and attribute reads, which the
         interpreter lock makes atomic, never for iterating what apply changes."""

@@ -48,10 +48,6 @@ def _size(held):
     return 1 if type(held) is int else len(held)
 
 
-def _as_bitmap(held):
-    return BitMap((held,)) if type(held) is int else held
-
-
 def _indexed_values(record):
     """(index name, value) for each index that holds this record."""
     for name in INDEXED_FIELDS:
@@ -162,13 +158,14 @@ class InstanceIndex:
                 groups.append(held)
         if not groups:
             return None
+        # A group of one is a bare slot and every bitmap holds two or more, so bare slots sort first.
         groups.sort(key=_size)
         slots = groups[0]
         if type(slots) is int:
             slots = (slots,) if all(slots in group if type(group) is not int else slots == group
                                     for group in groups[1:]) else ()
         elif len(groups) > 1:
-            slots = BitMap.intersection(*(_as_bitmap(group) for group in groups))
+            slots = BitMap.intersection(*groups)
         id_at = self._id_at
         return [id_at[slot] for slot in slots]
 

@@ -130,8 +130,7 @@ class RegistryState:
 
     def instance_counts_by_status(self):
         """{status: instances}, for the statuses any instance has (from the index: no walk)."""
-        counts = {status: self.instance_index.count("status", status) for status in self.instance_index.by["status"]}
-        return {status: count for status, count in counts.items() if count}
+        return {status: self.instance_index.count("status", status) for status in self.instance_index.by["status"]}
 
     def instances_changed_index(self, filters):
         """The Raft index of the last change to what `filters` select: their slug's, or any
