@@ -218,7 +218,7 @@ class RegistryReplica(SyncObj):
                 if command.get("leader") == self.selfNode.id and self._isLeader():
                     self._handoff_until = time.monotonic() + HANDOFF_SECONDS
         for result in results:
-            result["index"] = index
+            result.setdefault("index", index)  # a re-submission's answer keeps its first index
         return results
 
     # -- reads ----------------------------------------------------------------------------------

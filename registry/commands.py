@@ -30,6 +30,17 @@ KIND_OF = {
 }
 
 
+def with_id(command, command_id):
+    """The command carrying the id its re-submissions share (registry/sessions.py)."""
+    return dict(command, cid=command_id)
+
+
+def resubmittable(command):
+    """Safe to submit again while an earlier attempt may have been applied: it carries an id,
+    or it changes no replicated data."""
+    return "cid" in command or command.get("type") in NO_STATE_CHANGE
+
+
 def register_instance(fields, generated_id, now_ns, caller=SYSTEM):
     return {"type": REGISTER_INSTANCE, "v": VERSION, "fields": fields, "generatedId": generated_id, "now": now_ns,
             "caller": caller}

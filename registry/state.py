@@ -10,8 +10,9 @@ import hashlib
 import json
 
 from . import commands, health, instances, nodes, permissions
-from .instance_index import InstanceIndex
 from .errors import INVALID, OK, failure, ok
+from .instance_index import InstanceIndex
+from .sessions import CommandSessions
 
 SNAPSHOT_FORMAT = 1
 GRANTS_MEMO_SIZE = 1024
@@ -44,6 +45,7 @@ class RegistryState:
         self.index = 0  # Raft index of the last command applied
         # Raft index of the last command that changed each kind of data.
         self.kind_index = {commands.INSTANCES: 0, commands.NODES: 0, commands.PERMITS: 0}
+        self.sessions = CommandSessions()  # ids of recent commands: a re-submission applies once
 
     @property
     def permits(self):
@@ -74,6 +76,17 @@ class RegistryState:
         self.index = index
         if not isinstance(command, dict):
             return failure(INVALID, "a command must be an object")
+        command_id = command.get("cid")
+        if command_id is None:
+            return self._apply_once(command, index)
+        earlier = self.sessions.answered(command_id)
+        if earlier is not None:
+            return earlier  # a re-submission: it changes nothing and answers as the first did
+        result = self._apply_once(command, index)
+        self.sessions.remember(command_id, index, result)
+        return result
+
+    def _apply_once(self, command, index):
         handler = _HANDLERS.get(command.get("type"))
         if handler is None or command.get("v") != commands.VERSION:
             return failure(INVALID, f"unknown command {command.get('type')!r} version {command.get('v')!r}")
@@ -152,7 +165,7 @@ class RegistryState:
         Records are replaced, never mutated, so sharing them is safe; snapshot_of() finishes
         the snapshot outside the lock."""
         return self.index, list(self.instances.values()), list(self.nodes.values()), list(self.permits), \
-            dict(self.kind_index)
+            dict(self.kind_index), self.sessions.entries()
 
     @classmethod
     def from_snapshot(cls, data):
@@ -169,6 +182,7 @@ class RegistryState:
         if "permits" in data:
             state.permits = data["permits"]
         state.kind_index = dict(data.get("kindIndex") or dict.fromkeys(state.kind_index, state.index))
+        state.sessions = CommandSessions.of(data.get("sessions"))
         return state
 
     def digest(self):
@@ -183,7 +197,7 @@ def digest_of(snapshot):
 
 
 def snapshot_of(parts):
-    index, instance_records, node_records, permits, kind_index = parts
+    index, instance_records, node_records, permits, kind_index, sessions = parts
     return {
         "format": SNAPSHOT_FORMAT,
         "index": index,
@@ -191,4 +205,5 @@ def snapshot_of(parts):
         "nodes": sorted(node_records, key=lambda r: r["url"]),
         "permits": permits,
         "kindIndex": kind_index,
+        "sessions": sessions,
     }
