@@ -37,6 +37,9 @@ class PeerCollector:
                                 value=self.peer.last_contact_ms() / 1000)
         yield CounterMetricFamily("registry_raft_leader_changes", "Leaders this peer has followed or become",
                                   value=replica.transport.leader_changes)
+        yield CounterMetricFamily("registry_write_resubmissions",
+                                  "Write batches submitted again after a leader change left their outcome unknown",
+                                  value=self.peer.committer.resubmitted_batches)
         yield _by_status("registry_instances", "Instances by status", self.peer.instance_counts_by_status())
         yield _by_status("registry_nodes", "Nodes by status", collections.Counter(
             r.get("status", "Unknown") for r in self.peer.list_nodes_with_status()[1]))

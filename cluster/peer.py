@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Instance ids need to be unique, not secret: a generator seeded from os.urandom once, rather
 # than a getrandom call per registration (secrets), which showed in profiles under load.
 _instance_ids = random.Random()
+# Command ids need the same: unique among the last few seconds' writes of every peer.
+_command_ids = random.Random()
 
 # Until the first node record is committed, retry at this pace rather than once a heartbeat.
 FIRST_REPORT_RETRY_SECONDS = 0.5
@@ -44,7 +46,7 @@ class Peer:
             compact_after_entries=config.compact_after_entries, joining=config.join,
             sync_journal=config.sync_journal,
         )
-        self.committer = GroupCommitter(self.replica)
+        self.committer = GroupCommitter(self.replica, resubmittable=commands.resubmittable)
         self.self_report = SelfReport(
             node_id=self.node_id, url=self.url, region=config.region,
             availability_zone=config.availability_zone, data_dir=data_dir, gpu_probe=gpu_probe,
@@ -73,7 +75,12 @@ class Peer:
     # -- writes -----------------------------------------------------------------------------
 
     def submit(self, command):
-        """Commit a command through the leader; its apply result once applied on this peer."""
+        """Commit a command through the leader; its apply result once applied on this peer.
+
+        The committer re-submits it through a leader change until the deadline, so it carries
+        an id that makes every attempt after an applied one answer as that one did."""
+        if command.get("type") not in commands.NO_STATE_CHANGE:
+            command = commands.with_id(command, "%016x" % _command_ids.getrandbits(64))
         return self.committer.submit(
             command, self.config.write_timeout_seconds, encoded_size=len(orjson.dumps(command)),
         )
@@ -142,6 +149,8 @@ class Peer:
         """A consistent copy of the whole registry, as of a read barrier: the backup format."""
         self.read_barrier()
         _, snapshot = self.replica.read(lambda state: state.to_snapshot())
+        # The command ids answer re-submissions to this cluster; a restored one starts afresh.
+        del snapshot["sessions"]
         return snapshot
 
     def read_barrier(self):

@@ -4,6 +4,11 @@ Request threads hand commands to `GroupCommitter.submit`, which waits at most th
 A single committer thread packs whatever is pending into one replicated `apply_batch` call,
 so concurrent writers share Raft round trips, and keeps only a few batches outstanding (the
 library loses callbacks and can wedge a follower under thousands of outstanding commands).
+
+A leader change can leave a write's outcome unknown (NOT_LEADER, LEADER_CHANGED,
+UNKNOWN_OUTCOME, or a callback that never comes). A command that is safe to submit again (it
+carries an id the state machine answers re-submissions by) is then submitted again until its
+deadline, and its writer gets the answer of the attempt that is confirmed.
 """
 
 import collections
@@ -19,6 +24,8 @@ MAX_BATCH_COMMANDS = 512
 MAX_BATCH_BYTES = 48 * 1024  # below appendEntriesBatchSizeBytes (64 KiB): one message per batch
 MAX_BATCHES_IN_FLIGHT = 2
 RETRY_PAUSE_SECONDS = 0.05
+# A batch in flight this long has lost its callback (a batch takes milliseconds): submit it again.
+LOST_BATCH_SECONDS = 2.0
 HOLD_RECHECK_SECONDS = 0.01
 
 
@@ -32,6 +39,7 @@ class WriteUnavailable(Exception):
 
 
 _NOT_APPLIED_RETRYABLE = {FAIL_REASON.MISSING_LEADER, FAIL_REASON.DISCARDED}
+_OUTCOME_UNKNOWN = {FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME}
 _MESSAGES = {
     FAIL_REASON.QUEUE_FULL: ("the Raft command queue is full; retry shortly", False),
     FAIL_REASON.MISSING_LEADER: ("no leader is known (an election is under way or this peer is cut off "
@@ -47,16 +55,34 @@ _MESSAGES = {
 }
 
 
-class _Ticket:
-    __slots__ = ("command", "size", "deadline", "done", "result", "error")
+def _deadline_passed(ticket, timeout, *, in_flight):
+    """What the writer is told once its deadline passed."""
+    if in_flight:
+        return WriteUnavailable(
+            f"the write was not confirmed within {timeout:g}s; it may or may not have been applied "
+            "(retrying the same request is safe)", outcome_unknown=True)
+    if ticket.maybe_applied:
+        return WriteUnavailable(
+            f"no leader confirmed the write within {timeout:g}s (an election is under way or this peer is "
+            "cut off from the majority); an earlier attempt may or may not have been applied (retrying the "
+            "same request is safe)", outcome_unknown=True)
+    # Waiting for a leader all along: it was never sent, so it surely was not applied.
+    return WriteUnavailable(_MESSAGES[FAIL_REASON.MISSING_LEADER][0] + f" within {timeout:g}s",
+                            outcome_unknown=False)
 
-    def __init__(self, command, size, deadline):
+
+class _Ticket:
+    __slots__ = ("command", "size", "timeout", "deadline", "done", "result", "error", "maybe_applied")
+
+    def __init__(self, command, size, timeout):
         self.command = command
         self.size = size
-        self.deadline = deadline
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.done = threading.Event()
         self.result = None
         self.error = None
+        self.maybe_applied = False  # an earlier attempt's outcome is unknown
 
     def resolve(self, result):
         self.result = result
@@ -68,18 +94,22 @@ class _Ticket:
 
 
 class _Batch:
-    __slots__ = ("tickets", "started", "settled")
+    __slots__ = ("tickets", "started", "settled", "resubmittable")
 
-    def __init__(self, tickets):
+    def __init__(self, tickets, resubmittable):
         self.tickets = tickets
         self.started = time.monotonic()
         self.settled = False
+        self.resubmittable = resubmittable
 
 
 class GroupCommitter:
-    def __init__(self, replica, *, size_of=len):
+    def __init__(self, replica, *, resubmittable=lambda command: False):
+        """resubmittable(command): whether it may be submitted again while an earlier attempt
+        may have been applied."""
         self._replica = replica
-        self._size_of = size_of
+        self._resubmittable = resubmittable
+        self.resubmitted_batches = 0  # sent again while an earlier attempt's outcome was unknown
         self._pending = collections.deque()
         self._in_flight = []
         self._cv = threading.Condition()
@@ -90,8 +120,7 @@ class GroupCommitter:
 
     def submit(self, command, timeout, *, encoded_size=256):
         """Commit `command` and return its apply result once applied on this peer."""
-        deadline = time.monotonic() + timeout
-        ticket = _Ticket(command, encoded_size, deadline)
+        ticket = _Ticket(command, encoded_size, timeout)
         with self._cv:
             if self._stopped:
                 raise WriteUnavailable("this peer is shutting down", outcome_unknown=False)
@@ -100,16 +129,10 @@ class GroupCommitter:
         if not ticket.done.wait(timeout):
             with self._cv:
                 if ticket in self._pending:
-                    # Still waiting for a leader: it was never sent, so it surely was not applied.
                     self._pending.remove(ticket)
-                    raise WriteUnavailable(
-                        _MESSAGES[FAIL_REASON.MISSING_LEADER][0] + f" within {timeout:g}s", outcome_unknown=False
-                    )
-            raise WriteUnavailable(
-                f"the write was not confirmed within {timeout:g}s; it may or may not have been applied "
-                "(retrying the same request is safe)",
-                outcome_unknown=True,
-            )
+                    raise _deadline_passed(ticket, timeout, in_flight=False)
+                if not ticket.done.is_set():
+                    raise _deadline_passed(ticket, timeout, in_flight=True)
         if ticket.error is not None:
             raise ticket.error
         return ticket.result
@@ -145,10 +168,12 @@ class GroupCommitter:
             now = time.monotonic()
             self._expire_lost_batches(now)
             while self._pending and self._pending[0].deadline <= now:
-                # Its writer has already been told the outcome is unknown: do not send it late.
-                self._pending.popleft().fail(WriteUnavailable("deadline passed", outcome_unknown=True))
-            # The replica holds new batches while leadership is handed off (cluster/replica.py).
-            held = self._pending and self._replica.holding_writes()
+                # Its writer is told (or is being told) its deadline passed: do not send it late.
+                expired = self._pending.popleft()
+                expired.fail(_deadline_passed(expired, expired.timeout, in_flight=False))
+            # The replica holds new batches while leadership is handed off (cluster/replica.py),
+            # and nothing is sent while no live leader is known: it would be lost on the way.
+            held = self._pending and (self._replica.holding_writes() or self._replica.leader_address is None)
             ready = now >= self._retry_at and not held
             if self._pending and ready and len(self._in_flight) < MAX_BATCHES_IN_FLIGHT:
                 break
@@ -167,32 +192,49 @@ class GroupCommitter:
                 break
             tickets.append(self._pending.popleft())
             size += ticket.size
-        return _Batch(tickets)
+        return _Batch(tickets, all(self._resubmittable(t.command) for t in tickets))
 
     def _expire_lost_batches(self, now):
-        # PySyncObj can drop a callback (a follower's link to the leader breaks, say). Once every
-        # writer in a batch has passed its deadline, free its slot so later writes are not stuck.
+        # PySyncObj can drop a callback (a follower's link to the leader breaks, say). A batch
+        # that is safe to resend goes again; any other frees its slot once every writer in it
+        # has passed its deadline, so later writes are not stuck. A late callback is ignored.
         for batch in list(self._in_flight):
-            if all(t.deadline <= now for t in batch.tickets) and now - batch.started > 1.0:
+            age = now - batch.started
+            if batch.resubmittable and age > LOST_BATCH_SECONDS:
+                log.info("a batch of %d writes was not confirmed within %.1fs; submitting it again",
+                         len(batch.tickets), age)
+                self._in_flight.remove(batch)
+                self._resubmit(batch, maybe_applied=True)
+            elif all(t.deadline <= now for t in batch.tickets) and age > 1.0:
                 batch.settled = True
                 self._in_flight.remove(batch)
                 for ticket in batch.tickets:
-                    ticket.fail(WriteUnavailable("deadline passed", outcome_unknown=True))
+                    ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=True))
+
+    def _resubmit(self, batch, *, maybe_applied):
+        """Under the lock: put the batch's writers back in front, to go again after a pause."""
+        batch.settled = True
+        if maybe_applied:
+            self.resubmitted_batches += 1
+        for ticket in batch.tickets:
+            ticket.maybe_applied = ticket.maybe_applied or maybe_applied
+        self._pending.extendleft(reversed([t for t in batch.tickets if not t.done.is_set()]))
+        self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
+        self._cv.notify()
 
     def _settle(self, batch, results, error):
         """PySyncObj's callback, on the Raft thread: hand each writer its result."""
         with self._cv:
             if batch.settled:
                 return
-            batch.settled = True
             if batch in self._in_flight:
                 self._in_flight.remove(batch)
-            if error in _NOT_APPLIED_RETRYABLE:
-                # Not applied anywhere: put the writers back in front to retry until their deadlines.
-                self._pending.extendleft(reversed(batch.tickets))
-                self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
-                self._cv.notify()
+            unknown = error in _OUTCOME_UNKNOWN
+            if error in _NOT_APPLIED_RETRYABLE or (unknown and batch.resubmittable):
+                # Retried until the writers' deadlines: not applied anywhere, or safe to send again.
+                self._resubmit(batch, maybe_applied=unknown)
                 return
+            batch.settled = True
             self._cv.notify()
         if error == FAIL_REASON.SUCCESS:
             for ticket, result in zip(batch.tickets, results):

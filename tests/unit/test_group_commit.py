@@ -9,6 +9,7 @@ import time
 import pytest
 from pysyncobj import FAIL_REASON
 
+from cluster import submit
 from cluster.submit import GroupCommitter, WriteUnavailable
 
 
@@ -23,6 +24,7 @@ class ScriptedReplica:
         self.held = []
         self.lock = threading.Lock()
         self.holding_writes = lambda: False  # a replica holds writes only during a leadership handoff
+        self.leader_address = "127.0.0.1:4321"  # None while no live leader is known
 
     def apply_batch(self, commands, callback):
         with self.lock:
@@ -124,6 +126,19 @@ def test_lost_callbacks_time_out_and_free_their_slots():
     committer.stop()
 
 
+def test_nothing_is_sent_while_no_live_leader_is_known_and_the_deadline_says_not_applied():
+    replica = ScriptedReplica()
+    replica.leader_address = None
+    committer = GroupCommitter(replica)
+    with pytest.raises(WriteUnavailable) as caught:
+        committer.submit({"x": 1}, timeout=0.3)
+    assert caught.value.outcome_unknown is False and "no leader is known" in caught.value.message
+    assert replica.batches == []
+    replica.leader_address = "127.0.0.1:4321"
+    assert committer.submit({"x": 2}, timeout=5)["echo"] == {"x": 2}
+    committer.stop()
+
+
 def test_stop_fails_pending_writers():
     replica = ScriptedReplica(hold=True)
     committer = GroupCommitter(replica)
@@ -146,4 +161,63 @@ def test_writes_wait_while_the_replica_holds_them_for_a_handoff():
     holding.clear()
     writer.join(timeout=5)
     assert answer["result"]["echo"] == {"n": 1} and replica.batches == [[{"n": 1}]]
+    committer.stop()
+
+
+def resubmitting(replica):
+    return GroupCommitter(replica, resubmittable=lambda command: True)
+
+
+@pytest.mark.parametrize("reason", [FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT_LEADER, FAIL_REASON.UNKNOWN_OUTCOME])
+def test_a_resubmittable_write_whose_outcome_is_unknown_is_sent_again_and_answered(reason):
+    replica = ScriptedReplica([reason, FAIL_REASON.MISSING_LEADER])
+    committer = resubmitting(replica)
+    assert committer.submit({"x": 1}, timeout=5)["echo"] == {"x": 1}
+    assert replica.batches == [[{"x": 1}]] * 3 and committer.resubmitted_batches == 1
+    committer.stop()
+
+
+def test_a_resubmitted_write_that_finds_no_leader_by_its_deadline_says_it_may_have_applied():
+    replica = ScriptedReplica([FAIL_REASON.LEADER_CHANGED] + [FAIL_REASON.MISSING_LEADER] * 1000, inline=True)
+    committer = resubmitting(replica)
+    started = time.monotonic()
+    with pytest.raises(WriteUnavailable) as caught:
+        committer.submit({"x": 1}, timeout=0.5)
+    assert time.monotonic() - started < 1.0  # answered at its deadline, not later
+    assert caught.value.outcome_unknown is True
+    assert "no leader confirmed the write within 0.5s" in caught.value.message
+    assert "may or may not have been applied" in caught.value.message
+    committer.stop()
+
+
+class LosesFirstCallback(ScriptedReplica):
+    """Never answers the first batch, as PySyncObj when a follower's link to the leader breaks."""
+
+    def apply_batch(self, commands, callback):
+        if not self.batches:
+            self.batches.append(list(commands))
+            self.held.append(callback)
+            return
+        super().apply_batch(commands, callback)
+
+
+def test_a_resubmittable_batch_whose_callback_is_lost_is_sent_again_within_the_deadline():
+    replica = LosesFirstCallback()
+    committer = resubmitting(replica)
+    started = time.monotonic()
+    assert committer.submit({"x": 1}, timeout=5)["echo"] == {"x": 1}
+    assert submit.LOST_BATCH_SECONDS <= time.monotonic() - started < 5
+    assert len(replica.batches) == 2 and committer.resubmitted_batches == 1
+    # The lost callback arriving late changes nothing.
+    replica.held[0]([{"code": "ok", "late": True}], FAIL_REASON.SUCCESS)
+    assert committer.submit({"x": 2}, timeout=5)["echo"] == {"x": 2}
+    committer.stop()
+
+
+def test_a_write_that_is_not_resubmittable_is_not_sent_twice():
+    replica = ScriptedReplica([FAIL_REASON.LEADER_CHANGED])
+    committer = GroupCommitter(replica, resubmittable=lambda command: "cid" in command)
+    with pytest.raises(WriteUnavailable):
+        committer.submit({"x": 1}, timeout=5)
+    assert len(replica.batches) == 1
     committer.stop()
