@@ -6,15 +6,19 @@
 
 Any peer answers every endpoint, so the client is given several and moves to the next when one
 does not answer at all (refused, unreachable, timed out). An HTTP error is an answer: it raises
-ApiError at once rather than trying elsewhere. Writes are safe to resend on failover because
+ApiError at once rather than trying elsewhere, except a 503 with Retry-After to an idempotent
+call (a peer cut off from the majority, say): that one is tried at the other peers, and again
+after Retry-After, for up to `unavailable_retry_seconds`. Writes are safe to resend because
 registrations are upserts by id and url; a removal whose first attempt reached a peer that then
-died may report 404 at the next one.
+died may report 404 at the next one (a peer itself re-submits through a leader change and
+answers as the first attempt did).
 
 This module talks HTTP only: it imports neither `registry` nor `cluster`, so it can be copied
 into any program that only has `requests`.
 """
 
 import ssl
+import time
 from http import HTTPStatus
 from urllib.parse import quote, urlsplit
 
@@ -26,6 +30,11 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 PROXY_UNAVAILABLE = (502, 503, 504)
 # Writes wait for a Raft commit (5 s by default at the server) before the server answers 503.
 DEFAULT_READ_TIMEOUT = 30.0
+# How long a 503 with Retry-After is retried at the peers, counted from the request's start.
+DEFAULT_UNAVAILABLE_RETRY_SECONDS = 10.0
+# Safe to send again (RFC 9110 §9.2.2), and the one POST that only reads.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+READ_ONLY_POSTS = frozenset({"/registry-svc/nodes"})
 
 
 class RegistryError(Exception):
@@ -69,7 +78,8 @@ class RegistryClient:
     another is about to be tried (the `oo -v` messages come from it)."""
 
     def __init__(self, urls, token=None, *, connect_timeout=DEFAULT_CONNECT_TIMEOUT,
-                 read_timeout=DEFAULT_READ_TIMEOUT, on_failover=None, session=None):
+                 read_timeout=DEFAULT_READ_TIMEOUT, on_failover=None, session=None,
+                 unavailable_retry_seconds=DEFAULT_UNAVAILABLE_RETRY_SECONDS):
         if isinstance(urls, str):
             urls = [urls]
         self.urls = [validate_base_url(url) for url in urls]
@@ -77,6 +87,7 @@ class RegistryClient:
             raise ValueError("give at least one peer URL, e.g. http://127.0.0.1:11337")
         self.token = token
         self.timeout = (connect_timeout, read_timeout)
+        self.unavailable_retry_seconds = unavailable_retry_seconds
         self.on_failover = on_failover
         self.session = session or requests.Session()
         self._preferred = 0
@@ -84,16 +95,37 @@ class RegistryClient:
 
     # -- transport ----------------------------------------------------------------------------
 
-    def request(self, method, path, *, params=None, body=None):
+    def request(self, method, path, *, params=None, body=None, retry_unavailable=True):
         """Send one request, failing over between peers; the decoded JSON answer, None when empty.
 
-        Raises ApiError for an HTTP error status and NoPeerAnswered when no peer answers."""
+        Raises ApiError for an HTTP error status and NoPeerAnswered when no peer answers.
+        retry_unavailable=False takes a 503 as the answer, as for any other status."""
         if not path.startswith("/"):
             path = "/" + path
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        retry_until = time.monotonic() + self.unavailable_retry_seconds
+        retries_unavailable = retry_unavailable and (
+            method.upper() in IDEMPOTENT_METHODS or path in READ_ONLY_POSTS)
+        while True:
+            answer, unavailable, failures = self._try_each_peer(method, path, params, body, headers,
+                                                                retries_unavailable)
+            if answer is not None:
+                return _decode(answer)
+            if unavailable is None:
+                raise NoPeerAnswered(failures)
+            # Every peer that answered was unavailable for now: wait as they asked, within the limit.
+            pause = _retry_after_seconds(unavailable.retry_after)
+            if time.monotonic() + pause >= retry_until:
+                raise unavailable
+            time.sleep(pause)
+
+    def _try_each_peer(self, method, path, params, body, headers, retries_unavailable):
+        """One pass over the peers, the preferred first: (the answer to return, or None; the
+        last 503 worth retrying as ApiError, or None; [(peer, why it gave no answer)])."""
         failures = []
+        unavailable = None
         order = self.urls[self._preferred:] + self.urls[:self._preferred]
         for position, base in enumerate(order):
             try:
@@ -102,16 +134,23 @@ class RegistryClient:
             except (requests.ConnectionError, requests.Timeout) as error:
                 reason = describe_unanswered(error, self.timeout)
             else:
-                if response.status_code not in PROXY_UNAVAILABLE or "X-Registry-Index" in response.headers:
+                self.last_response = response
+                from_peer = response.status_code not in PROXY_UNAVAILABLE or "X-Registry-Index" in response.headers
+                if not from_peer:
+                    # A proxy in front of the peer (nginx, TLS) answered for it: the peer is down.
+                    reason = (f"a proxy in front of it answered {response.status_code} "
+                              "(the peer behind it is unavailable)")
+                elif retries_unavailable and response.status_code == 503 and "Retry-After" in response.headers:
+                    unavailable = ApiError(503, _error_message(response), response.url,
+                                           response.headers["Retry-After"])
+                    reason = f"unavailable for now: {unavailable.message}"
+                else:
                     self._preferred = self.urls.index(base)
-                    self.last_response = response
-                    return _decode(response)
-                # A proxy in front of the peer (nginx, TLS) answered for it: the peer is down.
-                reason = f"a proxy in front of it answered {response.status_code} (the peer behind it is unavailable)"
+                    return response, None, failures
             failures.append((base, reason))
             if position + 1 < len(order) and self.on_failover:
                 self.on_failover(base, reason, order[position + 1])
-        raise NoPeerAnswered(failures)
+        return None, unavailable, failures
 
     # -- instances ----------------------------------------------------------------------------
 
@@ -173,7 +212,15 @@ class RegistryClient:
 
     def readyz(self):
         """ApiError 503 when the answering peer knows no leader or has not caught up."""
-        return self.request("GET", "/readyz")
+        return self.request("GET", "/readyz", retry_unavailable=False)
+
+
+def _retry_after_seconds(value, default=1.0, longest=5.0):
+    """Retry-After in seconds (RFC 9110 also allows a date, which peers never send)."""
+    try:
+        return min(max(float(value), 0.0), longest)
+    except (TypeError, ValueError):
+        return default
 
 
 def validate_base_url(url):
