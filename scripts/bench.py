@@ -10,9 +10,9 @@ and a JSON document (also written to --json-out).
 Stages (--only picks some):
   registry  1000 instances seeded; reads at a follower (one-instance filter, 1,000-instance
             list; 1 and --connections connections); writes (distinct 300-byte records) at the
-            leader and a follower with 1 and --connections connections; failover (a write every
-            20 ms at a survivor while the leader is killed -9; --rounds rounds, the killed peer
-            restarted between rounds)
+            leader and a follower with 1 and --connections connections
+  failover  a cluster of its own: a write every 20 ms at a survivor while the leader is killed
+            -9; --rounds rounds, the killed peer restarted between rounds (bench_failover.py)
   bare      bare Flask + waitress (16 threads, the registry's default): PUT parsing the same
             JSON body -> 201, and GETs answering the follower's exact list bytes
   raw       raw PySyncObj, 3 processes, the registry's settings and password: 300-byte commands
@@ -66,6 +66,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import bench_churn  # noqa: E402
+import bench_failover  # noqa: E402
 from api import tokens  # noqa: E402
 from cluster.local import LocalCluster, LocalPeer, tail  # noqa: E402
 
@@ -75,7 +76,7 @@ GET_LUA = os.path.join(LUA_DIR, "get.lua")
 RECORD_BYTES = 300
 FLEET_SLUGS = 1000  # the scale stage's instances are spread over this many slugs, as in put_instance.lua
 HOST = "127.0.0.1"
-STAGES = ("registry", "bare", "raw", "etcd", "scale")
+STAGES = ("registry", "failover", "bare", "raw", "etcd", "scale")
 PY_SPY = None  # set from --profile-dir: py-spy's path
 # The registry's default HTTP thread count (PeerConfig.http_threads): the bare server gets as many.
 BARE_THREADS = 16
@@ -522,7 +523,20 @@ class Bench:
             return None
         return peer.pid, os.path.join(self.args.profile_dir, f"{name}.txt")
 
-    # registry: reads, writes, failover on one cluster ----------------------------------------------------
+    # registry: reads and writes on one cluster ----------------------------------------------------
+
+    def stage_failover(self):
+        out = self.results.setdefault("failover", {})
+        cluster = Registry(self.workdir, "failover", self.args.peer_arg).start()
+        try:
+            out.update(bench_failover.measure(cluster, self.args.rounds, record_body=record_body, log=log,
+                                              stage_error=StageError))
+            # The election timeouts the peers ran with (cluster/config.py RaftTimings).
+            out["raftTimings"] = raft_timings()
+        except StageError as error:
+            raise StageError(f"{error}\n{cluster.log_tails()}") from None
+        finally:
+            cluster.stop()
 
     def stage_registry(self):
         a = self.args
@@ -603,101 +617,12 @@ class Bench:
                     result["commandsPerEntry"] = round(result["ok"] / entries, 1) if entries > 0 else None
                     writes[key] = result
             out["instancesAfterWrites"] = len(json.loads(cluster.list_instances(follower)[1])["instances"])
-
-            out["roleChangesBeforeFailover"] = cluster.role_changes()
-            out["failover"] = self.failover(cluster)
+            out["roleChanges"] = cluster.role_changes()
         except StageError as error:
             raise StageError(f"{error}\n{cluster.log_tails()}") from None
         finally:
             cluster.stop()
 
-    def failover(self, cluster):
-        a = self.args
-        rounds = []
-        for number in range(a.rounds):
-            leader = cluster.leader()
-            survivor = next(p for p in cluster.peers if p is not leader)
-            outcome = self.failover_round(cluster, leader, survivor, number)
-            rounds.append(outcome)
-            log(f"  failover round {number + 1}: gap {outcome['gapMs']:.0f} ms "
-                f"(first ack {outcome['firstAckAfterKillMs']:.0f} ms after the kill), "
-                f"{outcome['failed']} failed writes")
-            cluster.local.start_peer(leader)
-            try:
-                cluster.local.wait_ready(timeout=60)
-            except Exception as error:
-                raise StageError(f"the killed peer did not come back: {error}") from None
-        gaps = [r["gapMs"] for r in rounds]
-        return {
-            "rounds": rounds,
-            "gapMsMedian": statistics.median(gaps),
-            "gapMsMax": max(gaps),
-            "firstAckAfterKillMsMedian": statistics.median(r["firstAckAfterKillMs"] for r in rounds),
-            "writeIntervalMs": 20,
-            # The election timeouts the peers ran with (cluster/config.py RaftTimings).
-            "raftTimings": raft_timings(),
-        }
-
-    def failover_round(self, cluster, leader, survivor, number):
-        """Write every 20 ms at `survivor` (each write in its own worker) while `leader` is killed -9."""
-        interval = 0.020
-        before_kill, after_limit = 1.0, 30.0
-        records = []  # (sent, acked or None, status)
-        lock = threading.Lock()
-        acked_after_kill = threading.Event()
-        killed_at = [None]
-
-        def write(n):
-            body = record_body(f"fo{number}", 0, n)
-            sent = time.monotonic()
-            status = 0
-            try:
-                response = cluster.session().put(survivor.url + "/registry-svc/instance", data=body, timeout=10,
-                                                 headers={"Content-Type": "application/json"})
-                status = response.status_code
-            except requests.RequestException:
-                pass
-            acked = time.monotonic() if status == 201 else None
-            with lock:
-                records.append((sent, acked, status))
-            if acked is not None and killed_at[0] is not None and acked > killed_at[0]:
-                acked_after_kill.set()
-
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=128)
-        try:
-            start = time.monotonic()
-            n = 0
-            while True:
-                now = time.monotonic()
-                if killed_at[0] is None and now - start >= before_kill:
-                    killed_at[0] = time.monotonic()
-                    os.kill(leader.pid, signal.SIGKILL)
-                if killed_at[0] is not None:
-                    if acked_after_kill.is_set() and now - killed_at[0] > 0.3:
-                        break
-                    if now - killed_at[0] > after_limit:
-                        break
-                n += 1
-                pool.submit(write, n)
-                time.sleep(max(0.0, start + n * interval - time.monotonic()))
-        finally:
-            pool.shutdown(wait=True)
-            cluster.local.kill_peer(leader)  # reaps it
-        kill = killed_at[0]
-        acks_before = [r[1] for r in records if r[1] is not None and r[1] < kill]
-        acks_after = [r[1] for r in records if r[1] is not None and r[1] >= kill]
-        if not acks_after:
-            raise StageError(f"failover round {number + 1}: no write was acknowledged within {after_limit:.0f} s "
-                             f"of killing the leader")
-        if not acks_before:
-            raise StageError(f"failover round {number + 1}: no write was acknowledged before the kill")
-        return {
-            "gapMs": round((min(acks_after) - max(acks_before)) * 1000, 1),
-            "firstAckAfterKillMs": round((min(acks_after) - kill) * 1000, 1),
-            "writes": len(records),
-            "failed": sum(1 for r in records if r[1] is None),
-            "statuses": sorted({r[2] for r in records}),
-        }
 
     # bare Flask + waitress ---------------------------------------------------------------------------
 
@@ -1204,8 +1129,10 @@ def goals(results, connections):
         rows.append((f"(context) writes at a follower (c{c}) vs raw PySyncObj, same settings, async",
                      f"{follower['requestsPerSecond']:,.0f} req/s vs {raw['commitsPerSecond']:,.0f} commits/s",
                      "–", f"{r:.2f}×", None))
-    failover = get(results, "registry", "failover")
-    if failover:
+    failover = get(results, "failover")
+    if failover and "rounds" in failover:
+        rows.append((f"failed writes from the client's view over {len(failover['rounds'])} failover rounds = 0",
+                     f"{failover['failedWrites']:,}", "0", "", failover["failedWrites"] == 0))
         rows.append((f"failover gap, median of {len(failover['rounds'])} ≤ 2 s",
                      f"{failover['gapMsMedian']:,.0f} ms (max {failover['gapMsMax']:,.0f})", "≤ 2,000 ms",
                      f"{failover['gapMsMedian'] / 2000:.2f}× of limit", failover["gapMsMedian"] <= 2000))
@@ -1283,8 +1210,8 @@ def markdown(document):
             get(results, "bare", "reads", key), "bare")
     if get(results, "etcd", "skipped"):
         lines.append(f"| 5 | etcd | | | | | | | skipped: {results['etcd']['skipped']} |")
-    failover = get(results, "registry", "failover")
-    if failover:
+    failover = get(results, "failover")
+    if failover and "rounds" in failover:
         gaps = ", ".join(f"{r['gapMs']:.0f}" for r in failover["rounds"])
         lines.append(f"| 6 | failover: gap between acknowledged writes around a kill -9 of the leader "
                      f"(writes every 20 ms at a survivor) | | | median {failover['gapMsMedian']:,.0f} ms | "
@@ -1337,7 +1264,7 @@ def markdown(document):
     if follower and follower.get("commandsPerEntry") is not None:
         lines.append(f"Group commit packed {follower.get('commandsPerEntry')} writes per Raft entry during the "
                      f"follower c{c} write run.")
-    for path, what in ((("registry", "roleChangesBeforeFailover"), "the read and write runs"),
+    for path, what in ((("registry", "roleChanges"), "the read and write runs"),
                        (("scale", "roleChangesDuringRegistration"), "the scale registration")):
         changes = get(results, *path)
         if changes is not None:
@@ -1375,7 +1302,7 @@ def parse_args(argv):
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10; smoke 1)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before a run (default 2; smoke 0)")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--rounds", type=int, help="failover rounds (default 5; smoke 1)")
+    parser.add_argument("--rounds", type=int, help="failover rounds (default 10; smoke 1)")
     parser.add_argument("--instances", type=int, help="instances for the scale stage (default 100000; smoke 1000)")
     parser.add_argument("--list-size", type=int, default=1000, help="instances in the listed reads")
     parser.add_argument("--list-samples", type=int, help="full-list GETs at scale (default 5; smoke 2)")
@@ -1394,7 +1321,7 @@ def parse_args(argv):
                         "py-spy (must be on PATH or beside python) into DIR/<run>.txt (collapsed stacks)")
     args = parser.parse_args(argv)
     smoke = args.smoke
-    defaults = {"duration": (10.0, 1.0), "warmup": (2.0, 0.0), "rounds": (5, 1), "instances": (100000, 1000),
+    defaults = {"duration": (10.0, 1.0), "warmup": (2.0, 0.0), "rounds": (10, 1), "instances": (100000, 1000),
                 "list_samples": (5, 2), "raw_commands": (50000, 2000), "raw_single": (1000, 50)}
     for name, (full, brief) in defaults.items():
         if getattr(args, name) is None:
