@@ -17,12 +17,13 @@ import time
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.serializer import SERIALIZER_STATE
-from pysyncobj.transport import TCPTransport
 
 from registry import commands as registry_commands
 from registry.state import RegistryState, digest_of, snapshot_of
 
 from . import dumps, durability, membership
+from .checkpoints import CheckpointLedger
+from .transport import ContactTrackingTransport
 from .identity import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -37,102 +38,13 @@ HANDOFF_SECONDS = 5.0
 HANDOFF_HOLD_SECONDS = 0.5
 
 
-class ContactTrackingTransport(TCPTransport):
-    """PySyncObj's TCP transport, noting when each partner (and the leader) was last heard from."""
-
-    def __init__(self, syncObj, selfNode, otherNodes):
-        super().__init__(syncObj, selfNode, otherNodes)
-        self.last_heard = {}  # raft address -> monotonic seconds
-        self.last_leader_contact = None
-        self.last_leader_seen = None
-        self.leader_changes = 0
-        self.on_follower_confirmed = None  # called on the Raft thread with the follower's node
-        self.sync_journal = None  # flushes the journal to disk; None leaves it to the kernel
-        self._journal_unflushed = False
-
-    def send(self, node, message):
-        # PySyncObj writes the journal through mmap and leaves flushing to the kernel. A follower
-        # confirms entries only once they are on disk; confirming a heartbeat, which brought
-        # none, needs no flush (it only delayed applying the commit it carried). A leader flushes
-        # its new entries once the tick that sent them is done (flush_sent_entries), in parallel
-        # with the followers' flushes (Raft allows it), and in any case before it reads a
-        # confirmation: only a confirmation can commit them, on this same thread.
-        if isinstance(message, dict):
-            kind = message.get("type")
-            if kind == "next_node_idx" and message.get("success"):
-                if self._journal_unflushed:
-                    self._flush_journal()
-            elif kind == "append_entries" and message.get("entries"):
-                self._journal_unflushed = True
-        return super().send(node, message)
-
-    def flush_sent_entries(self):
-        """On the Raft thread, at the end of a tick: flush the entries this tick sent."""
-        if self._journal_unflushed:
-            self._flush_journal()
-
-    def _flush_journal(self):
-        # The one place that knows whether this peer flushes at all (--no-sync-journal): the
-        # unflushed flag is kept either way, so sending and receiving need not ask.
-        if self.sync_journal is not None:
-            self.sync_journal()
-        self._journal_unflushed = False
-
-    def _onMessageReceived(self, node, message):
-        now = time.monotonic()
-        self.last_heard[node.id] = now
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "append_entries":
-            # Only a leader sends append_entries: this is contact with the leader.
-            self.last_leader_contact = now
-            if message.get("entries") or "serialized" in message or "transmission" in message:
-                self._journal_unflushed = True  # this peer's journal changes before it answers
-            if node.id != self.last_leader_seen:
-                self.last_leader_seen = node.id
-                self.leader_changes += 1
-        if kind == "next_node_idx":
-            if self._journal_unflushed:
-                self._flush_journal()
-            self._keep_next_index_monotonic(node, message)
-            if message.get("success") and self.on_follower_confirmed is not None:
-                self.on_follower_confirmed(node)
-        else:
-            super()._onMessageReceived(node, message)
-
-    def _keep_next_index_monotonic(self, node, message):
-        """Work around two PySyncObj 0.3.17 defects in the leader's nextIndex for a follower, on
-        the Raft thread like the library's own handler.
-
-        The leader sends entries as soon as they arrive (appendEntriesUseBatch off), and several
-        batches per round, moving nextIndex past each batch at once. The library then sets
-        nextIndex to whatever each reply says, in arrival order:
-        - a success reply to an earlier batch moves it back, so the leader resends entries the
-          follower holds, and the follower truncates and re-appends them ("truncating
-          already-applied log entries");
-        - a rejection for a term mismatch lowers it by one, and the "log too short" rejection of
-          the next batch of the same round raises it again to the end of the follower's log: a
-          follower holding entries of an old term (a leader cut off, then healed) is sent the
-          same two batches forever and never catches up.
-        Raft moves nextIndex forward only on success and backward only on rejection; so does this.
-        """
-        next_index = self._syncObj._SyncObj__raftNextIndex
-        before = next_index.get(node)
-        super()._onMessageReceived(node, message)
-        after = next_index.get(node)
-        if before is None or after is None:
-            return
-        if message.get("reset"):
-            next_index[node] = min(before, after)
-        elif message.get("success"):
-            next_index[node] = max(before, after)
-
-
 class RegistryReplica(SyncObj):
     def __init__(self, raft_address, partners, *, data_dir, password, timings, compact_after_entries=5000,
                  on_state_changed=None, joining=False, sync_journal=True):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
         self._registry = RegistryState()
         self._lock = threading.Lock()
+        self.checkpoints = CheckpointLedger()
         # One condition per kind of data: a blocking read wakes only when its kind changes.
         self._changed = {kind: threading.Condition() for kind in self._registry.kind_index}
         # Blocking reads filtered by slug wait on their slug's own condition: slug -> [it, waiters].
@@ -197,9 +109,14 @@ class RegistryReplica(SyncObj):
         self._commands_since_dump += len(commands)
         if self._sync_journal is not None and not self._SyncObj__otherNodes:
             self._sync_journal()  # a single peer commits without sending: flush before answering
+        taken = []
         with self._lock:
             before = dict(self._registry.kind_index)
-            results = [self._registry.apply(command, index) for command in commands]
+            results = []
+            for command in commands:
+                results.append(self._registry.apply(command, index))
+                if command.get("type") == registry_commands.CHECKPOINT:
+                    taken.append((command.get("id"), self._registry.copy_parts()))
             changed = [kind for kind, at in self._registry.kind_index.items() if at != before[kind]]
             touched_slugs = self._registry.instance_index.take_touched_slugs()
             self._digest_cache = None
@@ -208,8 +125,12 @@ class RegistryReplica(SyncObj):
                 self._changed[kind].notify_all()
         if touched_slugs and self._slug_waits:
             self._wake_slug_watchers(touched_slugs)
+        for checkpoint_id, parts in taken:
+            self.checkpoints.taken(checkpoint_id, parts)
         for command in commands:
-            if command.get("type") == registry_commands.LEADER_HANDOFF:
+            if command.get("type") == registry_commands.CHECKPOINT_DIGEST:
+                self.checkpoints.published(command.get("id"), command.get("sha256"), command.get("format"))
+            elif command.get("type") == registry_commands.LEADER_HANDOFF:
                 # Every peer holds its new writes a moment, so the leader's log stops growing and
                 # a follower can hold every entry, which PySyncObj requires of a successor.
                 self._handoff_target = command.get("leader")
@@ -263,6 +184,15 @@ class RegistryReplica(SyncObj):
             with condition:
                 condition.notify_all()
 
+    def corrupt_state_for_test(self):
+        """Drop the first instance from this replica alone (never through Raft); its id, or None."""
+        with self._lock:
+            record = next(iter(self._registry.instances.values()), None)
+            if record is not None:
+                self._registry.drop_instance(record)
+                self._digest_cache = None
+        return None if record is None else record["id"]
+
     @property
     def state_index(self):
         return self._registry.index
@@ -309,6 +239,9 @@ class RegistryReplica(SyncObj):
             if self._persisted_partners is not None:
                 log.info("members now %s", ", ".join(sorted(partners | {self.selfNode.id})))
             self._persisted_partners = partners
+        if self.divergence is not None:
+            # It takes no entries any more: campaigning would only unseat a healthy leader.
+            self._SyncObj__raftElectionDeadline = time.monotonic() + self._raft_max_timeout
         if self._joining:
             if self.transport.last_leader_contact is not None:
                 self._joining = False
@@ -412,6 +345,17 @@ class RegistryReplica(SyncObj):
             "commitIndex": self.raftCommitIndex,
             "appliedIndex": self.raftLastApplied,
         }
+
+    @property
+    def divergence(self):
+        """Why this replica's state may differ from the cluster's, or None: a committed entry that
+        conflicts with the leader's (cluster/log_matching.py), or a checkpoint's digest that does
+        not match (cluster/checkpoints.py)."""
+        found = self.transport.divergence or self.checkpoints.mismatch
+        return None if found is None else found.describe()
+
+    def is_leader(self):
+        return self._isLeader()
 
     def is_caught_up(self):
         leader_commit = self.leader_commit_index

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated  # noqa: E402
 
 from cluster.config import RaftTimings  # noqa: E402
-from cluster.replica import ContactTrackingTransport  # noqa: E402
+from cluster.transport import ContactTrackingTransport  # noqa: E402
 
 
 class RawCounter(SyncObj):

@@ -67,13 +67,14 @@ def transport(monkeypatch):
     """The transport's flush decisions alone: PySyncObj's own send and receive do nothing here."""
     from pysyncobj.transport import TCPTransport
 
-    from cluster.replica import ContactTrackingTransport
+    from cluster.transport import ContactTrackingTransport
     monkeypatch.setattr(TCPTransport, "send", lambda self, node, message: True)
     monkeypatch.setattr(TCPTransport, "_onMessageReceived", lambda self, node, message: None)
     transport = object.__new__(ContactTrackingTransport)
     transport.last_heard, transport.last_leader_seen, transport.leader_changes = {}, None, 0
     transport.on_follower_confirmed = None
     transport._journal_unflushed = False
+    transport.divergence, transport._confirm_instead = None, None
     transport._syncObj = None
     transport.flushes = []
     transport.sync_journal = lambda: transport.flushes.append("flush")
@@ -96,7 +97,7 @@ def test_a_follower_flushes_before_confirming_entries_and_not_for_heartbeats(tra
 
 
 def test_a_leader_flushes_what_it_sent_before_counting_confirmations(transport, monkeypatch):
-    from cluster.replica import ContactTrackingTransport
+    from cluster.transport import ContactTrackingTransport
     monkeypatch.setattr(ContactTrackingTransport, "_keep_next_index_monotonic", lambda self, node, message: None)
     follower = _Node()
     transport.send(follower, {"type": "append_entries", "entries": [(b"c", 6, 1)]})
@@ -110,7 +111,7 @@ def test_a_leader_flushes_what_it_sent_before_counting_confirmations(transport, 
 
 
 def test_a_peer_told_not_to_flush_confirms_and_counts_confirmations_without_flushing(transport, monkeypatch):
-    from cluster.replica import ContactTrackingTransport
+    from cluster.transport import ContactTrackingTransport
     monkeypatch.setattr(ContactTrackingTransport, "_keep_next_index_monotonic", lambda self, node, message: None)
     transport.sync_journal = None  # --no-sync-journal
     peer = _Node()
