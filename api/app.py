@@ -3,7 +3,7 @@
 from flask import Flask, g
 
 from . import auth, consistency, instances, logs, metrics, nodes, openapi, operations, permits
-from . import ui
+from . import test_hooks, ui
 from .errors import register_error_handlers
 from .hot_path import HotPath
 from .listing_cache import ListingCache
@@ -23,6 +23,8 @@ def create_app(peer):
     for module in (instances, nodes, operations, permits, openapi):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(ui.blueprint)  # the web dashboard at /ui
+    if test_hooks.enabled():
+        app.register_blueprint(test_hooks.blueprint)
     register_error_handlers(app)
     auth.install(app, signing_key(peer.cluster_secret))
     consistency.install(app, peer.config.max_blocking_reads)

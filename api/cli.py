@@ -79,6 +79,9 @@ def main():
               show_default=True, help="Seconds between this peer's instance scan cycles.")
 @click.option("--scan-timeout", envvar="REGISTRY_SCAN_TIMEOUT", type=click.FloatRange(min=0.05), default=3.0,
               show_default=True, help="Seconds a TCP check may take before the instance counts as Unreachable.")
+@click.option("--checkpoint-interval", envvar="REGISTRY_CHECKPOINT_INTERVAL", type=click.FloatRange(min=0),
+              default=300.0, show_default=True,
+              help="Seconds between the leader's checks that every replica holds an equal state; 0: never.")
 @click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", envvar="REGISTRY_LOG_FORMAT", default="text", show_default=True,
@@ -94,8 +97,8 @@ def main():
                    "throughput under load.")
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
-          max_blocking_reads, max_connections, compact_after_entries, scan_interval, scan_timeout, log_level, log_format,
-          join, sync_journal, access_log):
+          max_blocking_reads, max_connections, compact_after_entries, scan_interval, scan_timeout,
+          checkpoint_interval, log_level, log_format, join, sync_journal, access_log):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
     configure_logging(log_level, log_format)
@@ -116,7 +119,7 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             write_timeout_seconds=write_timeout, max_body_bytes=max_body_bytes, http_threads=http_threads,
             max_blocking_reads=max_blocking_reads, max_connections=max_connections,
             compact_after_entries=compact_after_entries, scan_interval_seconds=scan_interval,
-            scan_timeout_seconds=scan_timeout, join=join,
+            scan_timeout_seconds=scan_timeout, checkpoint_interval_seconds=checkpoint_interval, join=join,
             sync_journal=sync_journal,
         )
         run_peer(config)

@@ -37,6 +37,11 @@ class PeerCollector:
                                 value=self.peer.last_contact_ms() / 1000)
         yield CounterMetricFamily("registry_raft_leader_changes", "Leaders this peer has followed or become",
                                   value=replica.transport.leader_changes)
+        yield GaugeMetricFamily("registry_diverged", "1 when this peer's state may differ from the cluster's "
+                                "(a committed entry conflicts with the leader's, or a checkpoint digest differs)",
+                                value=1.0 if replica.divergence is not None else 0.0)
+        yield CounterMetricFamily("registry_checkpoints_verified", "Corruption checks this peer's state passed",
+                                  value=replica.checkpoints.verified)
         yield CounterMetricFamily("registry_write_resubmissions",
                                   "Write batches submitted again after a leader change left their outcome unknown",
                                   value=self.peer.committer.resubmitted_batches)

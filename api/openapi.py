@@ -205,6 +205,11 @@ def _cluster_peer_schema():
         "stateDigest": _object({"index": COUNT, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
                                ("index", "sha256")),
         "lastScan": {"type": ["object", "null"], "description": "This peer's last instance scan cycle"},
+        "divergence": {"type": ["string", "null"],
+                       "description": "Why this peer's state may differ from the cluster's (then it is not ready)"},
+        "checkpoints": _object({"verified": COUNT, "lastVerifiedIndex": nullable_count},
+                               ("verified", "lastVerifiedIndex"),
+                               description="Corruption checks this peer passed, and the index of the last"),
     }, ("url", "raft", "state", "isLeader", "lastContactMs", "commitIndex", "appliedIndex"), closed=False)
 
 

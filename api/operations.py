@@ -22,6 +22,9 @@ def healthz():
 @blueprint.get("/readyz")
 def readyz():
     replica = current_peer().replica
+    divergence = replica.divergence
+    if divergence is not None:
+        raise unavailable(f"not ready: replicas diverged: {divergence}")
     if replica.leader_address is None:
         raise unavailable("not ready: this peer knows no leader")
     if not replica.is_caught_up():

@@ -37,6 +37,8 @@ class PeerConfig:
     join: bool = False
     # Flush the Raft journal to disk before entries are sent or confirmed (see README).
     sync_journal: bool = True
+    # Seconds between the leader's corruption checks (cluster/checkpoints.py); 0 turns them off.
+    checkpoint_interval_seconds: float = 300.0
 
     @property
     def partners(self):

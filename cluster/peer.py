@@ -11,6 +11,7 @@ from registry import commands, health
 from registry.permissions import SYSTEM
 
 from . import identity, membership
+from .checkpoints import CheckpointProposer
 from .config import PeerConfig, RaftTimings
 from .renewals import RenewalCoalescer
 from .replica import RegistryReplica
@@ -54,6 +55,7 @@ class Peer:
         self.scanner = InstanceScanner(self, interval=config.scan_interval_seconds,
                                        timeout=config.scan_timeout_seconds)
         self.renewals = RenewalCoalescer(self, flush_seconds=config.renewal_flush_seconds)
+        self.checkpoints = CheckpointProposer(self, config.checkpoint_interval_seconds)
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="node-heartbeat", daemon=True)
 
@@ -61,10 +63,12 @@ class Peer:
         self._heartbeat.start()
         self.scanner.start()
         self.renewals.start()
+        self.checkpoints.start()
         return self
 
     def stop(self):
         self._stop.set()
+        self.checkpoints.stop()
         self.scanner.stop()
         self.renewals.stop()
         self.committer.stop()
@@ -177,6 +181,15 @@ class Peer:
             record = dict(record, status=health.node_status(record, time.time_ns(), self.config.heartbeat_seconds))
         return index, record
 
+    def divergence(self):
+        """Why this peer's state may differ from the cluster's, or None (cluster/replica.py)."""
+        return self.replica.divergence
+
+    def corrupt_state_for_test(self):
+        """Only behind REGISTRY_TEST_HOOKS: drop one instance from this replica alone, bypassing
+        Raft, so that a test can see the corruption check find it."""
+        return self.replica.corrupt_state_for_test()
+
     def last_contact_ms(self):
         known = self.replica.last_contact_ms()
         if known is None:
@@ -200,6 +213,9 @@ class Peer:
             "commitIndex": replica.raftCommitIndex,
             "appliedIndex": replica.raftLastApplied,
             "stateDigest": replica.state_digest(),
+            "divergence": replica.divergence,
+            "checkpoints": {"verified": replica.checkpoints.verified,
+                            "lastVerifiedIndex": replica.checkpoints.last_verified_index},
             "lastScan": self.scanner.last_cycle.as_json() if self.scanner.last_cycle else None,
         }
         peers = [self_entry]

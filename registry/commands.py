@@ -19,8 +19,11 @@ SCAN_RESULTS = "instance.scan"
 RENEW_INSTANCES = "instance.renew"
 READ_BARRIER = "read.barrier"
 LEADER_HANDOFF = "leader.handoff"
-# Commands that change no replicated data: they act on Raft itself, not on the state.
-NO_STATE_CHANGE = (READ_BARRIER, LEADER_HANDOFF)
+CHECKPOINT = "state.checkpoint"
+CHECKPOINT_DIGEST = "state.checkpoint.digest"
+# Commands that change no replicated data: they act on Raft itself, not on the state, or only
+# make each peer look at its state (cluster/checkpoints.py).
+NO_STATE_CHANGE = (READ_BARRIER, LEADER_HANDOFF, CHECKPOINT, CHECKPOINT_DIGEST)
 
 # What kind of data each command changes, for per-kind indexes (blocking reads wait on them).
 INSTANCES, NODES, PERMITS = "instances", "nodes", "permits"
@@ -87,3 +90,14 @@ def leader_handoff(leader_address):
     """Changes nothing: asks the peer at leader_address, if it still leads, to hand leadership
     to a caught-up follower (so that it can be removed from the cluster)."""
     return {"type": LEADER_HANDOFF, "v": VERSION, "leader": leader_address}
+
+
+def checkpoint(checkpoint_id):
+    """Changes nothing: every peer hashes its state as of this point of the log."""
+    return {"type": CHECKPOINT, "v": VERSION, "id": checkpoint_id}
+
+
+def checkpoint_digest(checkpoint_id, sha256, digest_format):
+    """Changes nothing: the leader's digest at the checkpoint, for every peer to compare with its own
+    when it hashes states the same way (digest_format)."""
+    return {"type": CHECKPOINT_DIGEST, "v": VERSION, "id": checkpoint_id, "sha256": sha256, "format": digest_format}
