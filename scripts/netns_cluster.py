@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.chaos import netns  # noqa: E402  (needs the project root on the path first)
+from api import netns_cluster as netns  # noqa: E402  (needs the project root on the path first)
 
 DEFAULT_DIR = "netns-cluster"
 DEFAULT_SERVE_ARGS = ["--heartbeat", "1", "--write-timeout", "2", "--scan-interval", "3600"]
@@ -55,7 +55,7 @@ def up(options):
         print(f"ip netns exec {cluster.topology.hub} curl -H \"Authorization: Bearer $TOKEN\" "
               f"{first.url}/registry-svc/cluster")
         print(f"ip netns exec {first.namespace} curl -X PUT -H \"Authorization: Bearer $TOKEN\" "
-              f"{first.url}/registry-svc/instance -d '{{\"url\": \"http://my-service:8080\"}}'")
+              f"{first.url}/registry-svc/instance -d '{{\"url\": \"http://127.0.0.1:8080\"}}'")
         print(f"{sys.executable} {script} cut {leader.index} --dir {options.dir}"
               f"   # partition the leader; `heal {leader.index}` undoes it")
         print(f"{sys.executable} {script} status --dir {options.dir}")

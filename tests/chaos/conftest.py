@@ -1,6 +1,7 @@
 import pytest
 
-from tests.chaos import netns, workload
+from api import netns_cluster as netns
+from tests.chaos import workload
 
 WRITE_TIMEOUT_SECONDS = 2.0
 # Scans are off (hourly): the instances written here name hosts that do not exist.

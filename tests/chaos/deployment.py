@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from tests.chaos import netns
+from api import netns_cluster as netns
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNIT_PATH = os.path.join(PROJECT_ROOT, "scripts", "registry-svc.service")

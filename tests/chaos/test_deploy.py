@@ -20,7 +20,8 @@ import pytest
 import requests
 
 from api.client import ApiError, NoPeerAnswered, RegistryClient
-from tests.chaos import deployment, netns
+from api import netns_cluster as netns
+from tests.chaos import deployment
 from tests.chaos.deployment import (SERVICE_GID, SERVICE_UID, DeployedCluster, MachinePeer, NamespaceThreads, Nginx,
                                     command_environment, oo_command, registry_command, run_in)
 from tests.chaos.workload import Writers, found_at_leader, record_figures, wait_converged

@@ -2,14 +2,15 @@
 
 The topology of one run (RUN is a short random id, N counts peers from 1):
 
-    rgtest-RUN-hub   bridge `rg-br`; one port `rg-pN` per peer
+    rgtest-RUN-hub   bridge `rg-br` with address SUBNET.1/24; one port `rg-pN` per peer
     rgtest-RUN-pN    `lo` and `rg-link` (the other end of `rg-pN`), address SUBNET.(10+N)/24
 
 Nothing is created in the root namespace: no interface, address or route, so the machine's
 own network is never touched, and nothing in a namespace has a route anywhere but the test
 subnet. The test process reaches a peer from threads that joined that peer's namespace
 (setns), where the peer's address is local: it answers even while the peer's link is cut, so
-a test can keep writing to a partitioned peer. A link is cut by setting the hub's end down: the
+a test can keep writing to a partitioned peer. From the hub a client reaches every peer whose
+link is up, as a client on the network would (the soak's load runs there). A link is cut by setting the hub's end down: the
 peer's end loses carrier and every packet to or from the other peers is dropped, as with a
 pulled cable, while the peer keeps its address and its listening sockets.
 
@@ -28,10 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from api import tokens
 from cluster.identity import read_secret_file, write_private
 from cluster.local import PeerProcesses, tail
-from tests.waiting import wait_until
+from cluster.waiting import wait_until
+
+from . import tokens
 
 NAMESPACE_PREFIX = "rgtest"
 DEFAULT_SUBNET = "10.213.7"
@@ -138,6 +140,10 @@ class Topology:
     def hub(self):
         return f"{NAMESPACE_PREFIX}-{self.run_id}-hub"
 
+    @property
+    def hub_address(self):
+        return f"{self.subnet}.1"
+
     def namespace(self, index):
         return f"{NAMESPACE_PREFIX}-{self.run_id}-p{index}"
 
@@ -156,6 +162,10 @@ class Topology:
             ip("netns", "add", self.hub)
             ip("-n", self.hub, "link", "add", HUB_BRIDGE, "type", "bridge")
             ip("-n", self.hub, "link", "set", HUB_BRIDGE, "up")
+            # The hub has an address of its own: a load generator (or a person) in it reaches every
+            # peer whose link is up, as a client on the network would.
+            ip("-n", self.hub, "addr", "add", f"{self.hub_address}/24", "dev", HUB_BRIDGE)
+            ip("-n", self.hub, "link", "set", "lo", "up")
             for index in range(1, self.count + 1):
                 namespace = self.namespace(index)
                 ip("netns", "add", namespace)
