@@ -37,8 +37,9 @@ class DigestMismatch:
 
     def describe(self):
         return (f"checkpoint {self.checkpoint_id}: this peer's state digest at index {self.index} is "
-                f"{self.own[:16]}…, the leader's {self.leader[:16]}…; its state differs from the cluster's. Stop it, "
-                "move its data directory aside and let it rejoin empty")
+                f"{self.own[:16]}…, the leader's {self.leader[:16]}…: the two replicas differ. If the other "
+                "followers agree with the leader, stop this peer, move its data directory aside and let it "
+                "rejoin empty")
 
 
 class _Checkpoint:

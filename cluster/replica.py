@@ -239,7 +239,7 @@ class RegistryReplica(SyncObj):
             if self._persisted_partners is not None:
                 log.info("members now %s", ", ".join(sorted(partners | {self.selfNode.id})))
             self._persisted_partners = partners
-        if self.divergence is not None:
+        if self.transport.divergence is not None:
             # It takes no entries any more: campaigning would only unseat a healthy leader.
             self._SyncObj__raftElectionDeadline = time.monotonic() + self._raft_max_timeout
         if self._joining:
