@@ -101,7 +101,7 @@ def _prepare(peer, options, kind, slug=None):
         finally:
             slots.release()
     if options.max_stale_seconds is not None:
-        if peer.replica.leader_address is None:
+        if peer.known_leader() is None:
             raise unavailable("this peer knows no leader, so it cannot bound how stale its data is")
         lag_ms = peer.last_contact_ms()
         if lag_ms > options.max_stale_seconds * 1000:

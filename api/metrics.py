@@ -23,28 +23,28 @@ class PeerCollector:
         self.peer = peer
 
     def collect(self):
-        replica = self.peer.replica
+        status = self.peer.status()
         role = GaugeMetricFamily("registry_raft_role", "1 for this peer's current Raft role", labels=["role"])
         for name in ("leader", "follower", "candidate"):
-            role.add_metric([name], 1.0 if replica.raft_state == name else 0.0)
+            role.add_metric([name], 1.0 if status.role == name else 0.0)
         yield role
-        yield GaugeMetricFamily("registry_raft_term", "Current Raft term", value=replica.raftCurrentTerm)
-        yield GaugeMetricFamily("registry_raft_commit_index", "Raft commit index", value=replica.raftCommitIndex)
-        yield GaugeMetricFamily("registry_raft_applied_index", "Raft index applied here", value=replica.raftLastApplied)
+        yield GaugeMetricFamily("registry_raft_term", "Current Raft term", value=status.term)
+        yield GaugeMetricFamily("registry_raft_commit_index", "Raft commit index", value=status.commit_index)
+        yield GaugeMetricFamily("registry_raft_applied_index", "Raft index applied here", value=status.applied_index)
         yield GaugeMetricFamily("registry_raft_known_leader", "1 when this peer knows a live leader",
-                                value=1.0 if replica.leader_address else 0.0)
+                                value=1.0 if status.leader else 0.0)
         yield GaugeMetricFamily("registry_raft_last_contact_seconds", "Seconds since a leader was last heard",
-                                value=self.peer.last_contact_ms() / 1000)
+                                value=status.last_contact_ms / 1000)
         yield CounterMetricFamily("registry_raft_leader_changes", "Leaders this peer has followed or become",
-                                  value=replica.transport.leader_changes)
+                                  value=status.leader_changes)
         yield GaugeMetricFamily("registry_diverged", "1 when this peer's state may differ from the cluster's "
                                 "(a committed entry conflicts with the leader's, or a checkpoint digest differs)",
-                                value=1.0 if replica.divergence is not None else 0.0)
+                                value=1.0 if status.divergence is not None else 0.0)
         yield CounterMetricFamily("registry_checkpoints_verified", "Corruption checks this peer's state passed",
-                                  value=replica.checkpoints.verified)
+                                  value=status.checkpoints_verified)
         yield CounterMetricFamily("registry_write_resubmissions",
                                   "Write batches submitted again after a leader change left their outcome unknown",
-                                  value=self.peer.committer.resubmitted_batches)
+                                  value=status.writes_resubmitted)
         yield _by_status("registry_instances", "Instances by status", self.peer.instance_counts_by_status())
         yield _by_status("registry_nodes", "Nodes by status", collections.Counter(
             r.get("status", "Unknown") for r in self.peer.list_nodes_with_status()[1]))

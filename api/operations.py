@@ -21,18 +21,17 @@ def healthz():
 
 @blueprint.get("/readyz")
 def readyz():
-    replica = current_peer().replica
-    divergence = replica.divergence
-    if divergence is not None:
-        raise unavailable(f"not ready: replicas diverged: {divergence}")
-    if replica.leader_address is None:
+    status = current_peer().status()
+    if status.divergence is not None:
+        raise unavailable(f"not ready: replicas diverged: {status.divergence}")
+    if status.leader is None:
         raise unavailable("not ready: this peer knows no leader")
-    if not replica.is_caught_up():
+    if not status.caught_up:
         raise unavailable(
-            f"not ready: applied index {replica.raftLastApplied} is behind the leader's commit index "
-            f"{replica.leader_commit_index}"
+            f"not ready: applied index {status.applied_index} is behind the leader's commit index "
+            f"{status.leader_commit_index}"
         )
-    return respond({"status": "ready", "leader": replica.leader_address, "appliedIndex": replica.raftLastApplied})
+    return respond({"status": "ready", "leader": status.leader, "appliedIndex": status.applied_index})
 
 
 @blueprint.get("/registry-svc/cluster")
@@ -60,8 +59,8 @@ def _membership_deadline():
 @requires(NODE_VIEW)
 def cluster_members():
     """Extension: the Raft members as this peer knows them."""
-    replica = current_peer().replica
-    return respond({"members": replica.members, "leader": replica.leader_address})
+    status = current_peer().status()
+    return respond({"members": list(status.members), "leader": status.leader})
 
 
 @blueprint.post("/registry-svc/cluster/peers")

@@ -41,9 +41,8 @@ def registry_headers(peer, index):
     """What every answer says of this peer's replica: the Raft index of the data (the last
     change it reflects, or this request's write), whether a leader is known, and how long ago
     the leader was last heard."""
-    replica = peer.replica
     return [
-        ("X-Registry-Index", str(index if index is not None else replica.state_index)),
-        ("X-Registry-Known-Leader", "true" if replica.leader_address is not None else "false"),
+        ("X-Registry-Index", str(index if index is not None else peer.state_index())),
+        ("X-Registry-Known-Leader", "true" if peer.known_leader() is not None else "false"),
         ("X-Registry-Last-Contact", str(peer.last_contact_ms())),
     ]

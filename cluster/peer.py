@@ -1,9 +1,11 @@
 """A registry peer: its replica, its write path and its own node heartbeat, wired together."""
 
+import dataclasses
 import logging
 import random
 import threading
 import time
+from typing import Optional, Tuple
 
 import orjson
 
@@ -29,6 +31,26 @@ _command_ids = random.Random()
 
 # Until the first node record is committed, retry at this pace rather than once a heartbeat.
 FIRST_REPORT_RETRY_SECONDS = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerStatus:
+    """What the HTTP layer may know of its peer's Raft side, read at one moment."""
+
+    role: str  # leader, follower, candidate
+    term: int
+    commit_index: int
+    applied_index: int  # Raft's (no-ops and barriers too)
+    state_index: int  # the last registry command applied
+    leader: Optional[str]  # the live leader's Raft address, None when none is known
+    leader_commit_index: Optional[int]
+    last_contact_ms: int
+    leader_changes: int
+    members: Tuple[str, ...]
+    caught_up: bool
+    divergence: Optional[str]  # why this replica may differ from the cluster's
+    checkpoints_verified: int
+    writes_resubmitted: int  # batches sent again after a leader change left their outcome unknown
 
 
 class Peer:
@@ -181,9 +203,27 @@ class Peer:
             record = dict(record, status=health.node_status(record, time.time_ns(), self.config.heartbeat_seconds))
         return index, record
 
-    def divergence(self):
-        """Why this peer's state may differ from the cluster's, or None (cluster/replica.py)."""
-        return self.replica.divergence
+    def status(self):
+        replica = self.replica
+        return PeerStatus(
+            role=replica.raft_state, term=replica.raftCurrentTerm, commit_index=replica.raftCommitIndex,
+            applied_index=replica.raftLastApplied, state_index=replica.state_index, leader=replica.leader_address,
+            leader_commit_index=replica.leader_commit_index, last_contact_ms=self.last_contact_ms(),
+            leader_changes=replica.transport.leader_changes, members=tuple(replica.members),
+            caught_up=replica.is_caught_up(), divergence=replica.divergence,
+            checkpoints_verified=replica.checkpoints.verified,
+            writes_resubmitted=self.committer.resubmitted_batches)
+
+    def known_leader(self):
+        """The live leader's Raft address, or None: the one status field every answer carries."""
+        return self.replica.leader_address
+
+    def state_index(self):
+        return self.replica.state_index
+
+    def grants(self, caller):
+        """What `caller` may do under the permits this peer's replica holds now."""
+        return self.replica.read(lambda state: state.grants(caller))[1]
 
     def corrupt_state_for_test(self):
         """Only behind REGISTRY_TEST_HOOKS: drop one instance from this replica alone, bypassing
