@@ -7,9 +7,11 @@ URL matching, hooks and a Response object, none of which these answers need. Her
 the same steps as plain calls: the token, the permission, the body or the filters, the commit
 or the listing, then the same headers, metrics and access line.
 
-Whatever Flask would refuse before a write is committed (no token, a body too large, bad JSON,
-a refused field, a read option, anything unexpected) is handed to Flask with the body intact,
-so each error has exactly one source. Once a write was submitted its outcome is answered here.
+Both take their routes from api/instances.py and run the same steps as its views. Whatever Flask would refuse before a write is committed (no token, no
+permission, a body too large, bad JSON, a refused field, a bad filter, a read option) is handed
+to Flask with the body intact, so each error has exactly one source and one wording. Once a write
+was submitted its outcome is answered here. Anything else that goes wrong is a bug: a 500 with an
+incident id in the log, as on the Flask path, never a silent second try through Flask.
 """
 
 import codecs
@@ -23,19 +25,22 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from cluster.submit import WriteUnavailable
 from registry import instances
+from registry.errors import ValidationError
 from registry.permissions import INSTANCE_EDIT, INSTANCE_VIEW
 
 from . import logs
 from .auth import caller_of, check_permission
 from .consistency import OPTION_NAMES
-from .errors import RETRY_AFTER_SECONDS, report_unexpected
+from .errors import RETRY_AFTER_SECONDS, ApiError, report_unexpected
+from .instances import LIST, REGISTER
 from .jsonio import wsgi_body
 from .results import registry_headers, result_status
 
 log = logging.getLogger(__name__)
 
-REGISTER = ("PUT", "/registry-svc/instance", "instances.register_instance")
-LIST = ("GET", "/registry-svc/instances", "instances.list_instances")
+# What Flask answers itself, in its own words: a refused token or permission, a body that is not
+# JSON (orjson's error is a ValueError) or not a valid registration, a query that is not UTF-8.
+REFUSALS = (ApiError, ValidationError, ValueError)
 
 
 # Flask's request.args decodes the query with this codec error handler, which werkzeug registers
@@ -77,7 +82,7 @@ class HotPath:
             caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
             check_permission(self._peer, caller, INSTANCE_EDIT)
             fields = instances.validate_registration(orjson.loads(raw))
-        except Exception:
+        except REFUSALS:
             environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again and says what is wrong
             return self.flask_wsgi_app(environ, start_response)
         extra, index = [], None
@@ -106,9 +111,13 @@ class HotPath:
             caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
             check_permission(self._peer, caller, INSTANCE_VIEW)
             filters = instances.validate_filters(pairs)
+        except REFUSALS:
+            return self.flask_wsgi_app(environ, start_response)  # Flask repeats the checks and answers the error
+        try:
             index, body = self._listings.listing(self._peer, filters, caller)
         except Exception:
-            return self.flask_wsgi_app(environ, start_response)  # a read: Flask repeats it and answers the error
+            body = orjson.dumps({"error": report_unexpected("GET", LIST[1])})
+            return self._answer(environ, start_response, LIST[2], started, caller, 500, body, None, [])
         return self._answer(environ, start_response, LIST[2], started, caller, 200, body, index, [])
 
     def _answer(self, environ, start_response, endpoint, started, caller, status, body, index, extra):

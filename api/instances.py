@@ -13,8 +13,13 @@ from .results import current_peer, write_answer
 
 blueprint = Blueprint("instances", __name__)
 
+# (method, path, endpoint) of the two routes api/hot_path.py also serves, in front of Flask, with
+# the same steps as the views below.
+REGISTER = ("PUT", "/registry-svc/instance", "instances.register_instance")
+LIST = ("GET", "/registry-svc/instances", "instances.list_instances")
 
-@blueprint.put("/registry-svc/instance")
+
+@blueprint.route(REGISTER[1], methods=[REGISTER[0]])
 @requires(INSTANCE_EDIT)
 def register_instance():
     fields = instances.validate_registration(read_json(required=True))
@@ -22,7 +27,7 @@ def register_instance():
     return write_answer(result, 201, {})
 
 
-@blueprint.get("/registry-svc/instances")
+@blueprint.route(LIST[1], methods=[LIST[0]])
 @requires(INSTANCE_VIEW)
 @reads(INSTANCES, slug_of=lambda pairs: instances.validate_filters(pairs).get("slug"))
 def list_instances():

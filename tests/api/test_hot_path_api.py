@@ -130,6 +130,28 @@ def test_a_write_that_cannot_commit_is_a_503_to_retry(both, mint, peer, monkeypa
     assert samples(client)[("registry_write_failures_total", (("outcome", "not_applied"),))] >= 1
 
 
+def test_a_bug_behind_the_hot_path_is_a_logged_500_not_a_second_try_through_flask(both, mint, peer, app,
+                                                                                    monkeypatch, caplog):
+    served, _, hot = both
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(peer, "register_instance", broken)
+    monkeypatch.setattr(app.extensions["registry_listings"], "listing", broken)
+    admin = bearer(mint, "admin", "admin")
+    with caplog.at_level(logging.ERROR):
+        before = hot.served
+        registered = served.put("/registry-svc/instance", headers=admin, json={"url": "http://127.0.0.1:9801"})
+        listed = served.get("/registry-svc/instances?slug=hot", headers=admin)
+    for response in (registered, listed):
+        assert response.status_code == 500 and "incident" in response.json["error"]
+    assert hot.served == before + 2 and len(calls) == 2  # answered here, each tried once
+    assert caplog.text.count("unhandled error") == 2 and "RuntimeError: a bug" in caplog.text
+
+
 def test_hot_answers_count_in_metrics_and_the_access_log(both, mint, client, caplog):
     served, _, _ = both
     caplog.set_level(logging.INFO, logger="registry.access")
