@@ -4,8 +4,8 @@ The state lives in a `RegistryState` guarded by a lock: the Raft thread applies 
 batches under it and HTTP threads read under it. Records are replaced, never mutated, so a
 reader may keep the records it copied out after releasing the lock.
 
-Full dumps are written by our own serializer as gzipped JSON (readable across code versions)
-instead of PySyncObj's default, which pickles every attribute of the SyncObj.
+Full dumps are written by our own serializer (cluster/replica_dumps.py); the transport and its
+work-arounds of PySyncObj are in cluster/transport.py.
 """
 
 import logging
@@ -23,22 +23,22 @@ from registry.state import RegistryState, digest_of, snapshot_of
 
 from . import dumps, durability, membership
 from .checkpoints import CheckpointLedger
-from .transport import ContactTrackingTransport
 from .identity import ConfigurationError
+from .replica_dumps import FullDumpHooks
+from .transport import ContactTrackingTransport
 
 log = logging.getLogger(__name__)
 
 RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
 # The log is also compacted once it holds this many commands per --compact-after-entries entry.
 COMMANDS_PER_ENTRY_LIMIT = 4
-DUMP_THREAD_NICENESS = 10
 # How long a leader asked to hand off keeps trying to find a caught-up successor.
 HANDOFF_SECONDS = 5.0
 # How long every peer holds new writes once a handoff is asked for (they wait, within their deadline).
 HANDOFF_HOLD_SECONDS = 0.5
 
 
-class RegistryReplica(SyncObj):
+class RegistryReplica(FullDumpHooks, SyncObj):
     def __init__(self, raft_address, partners, *, data_dir, password, timings, compact_after_entries=5000,
                  on_state_changed=None, joining=False, sync_journal=True):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
@@ -373,88 +373,6 @@ class RegistryReplica(SyncObj):
         log.info("raft role %s -> %s (term %d)", RAFT_STATES.get(old), RAFT_STATES.get(new), self.raftCurrentTerm)
         if self._user_state_callback is not None:
             self._user_state_callback(RAFT_STATES.get(old), RAFT_STATES.get(new))
-
-    # -- full dumps ---------------------------------------------------------------------------------
-
-    def _write_dump(self, path, raft_data):
-        """PySyncObj's serializer hook, on the Raft thread: the state and the Raft entries it ends at.
-
-        Only the copy of the state is made here. Sorting, encoding, compressing and fsyncing
-        take seconds at 100,000 instances, long enough for followers to miss heartbeats and
-        elect another leader; a thread of its own does them, and _dump_progress reports to
-        PySyncObj, which trims its log only once the dump is on disk.
-        """
-        last_entry, previous_entry, cluster = raft_data
-        with self._lock:
-            parts = self._registry.copy_parts()
-        self._commands_since_dump = 0
-        # PySyncObj renames `path` over the dump once this returns. Leave nothing there to rename
-        # (it then counts the call as failed, and _dump_progress overrides that).
-        _remove_if_present(path)
-        self._dump_state = SERIALIZER_STATE.SERIALIZING
-        threading.Thread(target=self._finish_dump, args=(parts, last_entry, previous_entry,
-                                                         [node.id for node in cluster]),
-                         name="full-dump", daemon=True).start()
-
-    def _finish_dump(self, parts, last_entry, previous_entry, members):
-        try:
-            # Behind the Raft thread and request threads for the CPU (Linux: per-thread nice).
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DUMP_THREAD_NICENESS)
-        except (AttributeError, OSError):
-            pass
-        try:
-            snapshot = snapshot_of(parts)
-            dumps.write(self._dump_path, snapshot, last_entry, previous_entry, members)
-        except Exception:
-            log.exception("writing the full dump failed; the journal keeps every entry until the next try")
-            self._dump_state = SERIALIZER_STATE.FAILED
-            return
-        log.info("wrote full dump at raft index %d (%d instances, %d nodes)",
-                 last_entry[1], len(snapshot["instances"]), len(snapshot["nodes"]))
-        self._dump_state = SERIALIZER_STATE.SUCCESS
-
-    def _dump_progress(self):
-        """PySyncObj's serializeChecker hook, each tick: where the dump thread is."""
-        state = self._dump_state
-        if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
-            self._dump_state = SERIALIZER_STATE.NOT_SERIALIZING
-        return state
-
-    def _read_dump(self, path):
-        """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
-        document, self._verified_dump = self._verified_dump, None
-        from_own_disk = document is not None
-        if document is None:  # a dump that arrived from the leader since start
-            document = dumps.read(path)
-        state = RegistryState.from_snapshot(document["state"])
-        with self._lock:
-            self._registry = state
-            self._digest_cache = None
-        for condition in self._changed.values():
-            with condition:
-                condition.notify_all()
-        with self._slug_waits_lock:
-            watched = list(self._slug_waits)
-        self._wake_slug_watchers(watched)
-        raft = document["raft"]
-        log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
-        # PySyncObj makes the dump's member list the topology. At start the members file (what
-        # otherNodes came from) is newer than our own dump; a dump sent by the leader carries the
-        # leader's members, which a new peer may not have been told of. A restored backup has none.
-        # Self must be left out: PySyncObj compares it as a Node, and these are strings.
-        current = [node.id for node in self._SyncObj__otherNodes]
-        if from_own_disk or not raft["cluster"]:
-            cluster = current
-        else:
-            cluster = [address for address in raft["cluster"] if address != self.selfNode.id]
-        return dumps.decode_entry(raft["lastEntry"]), dumps.decode_entry(raft["previousEntry"]), cluster
-
-
-def _remove_if_present(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _check_writable(*paths):

@@ -22,7 +22,7 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from api import tokens  # noqa: E402
-from cluster.local import LocalCluster, LocalPeer  # noqa: E402
+from api.local_clusters.loopback import LocalCluster, LocalPeer  # noqa: E402
 
 
 def free_port():

@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from api import netns_cluster as netns  # noqa: E402  (needs the project root on the path first)
+from api.local_clusters import netns  # noqa: E402  (needs the project root on the path first)
 
 DEFAULT_DIR = "netns-cluster"
 DEFAULT_SERVE_ARGS = ["--heartbeat", "1", "--write-timeout", "2", "--scan-interval", "3600"]

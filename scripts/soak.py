@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import requests  # noqa: E402
 
-from cluster.waiting import wait_until  # noqa: E402
+from api.local_clusters.waiting import wait_until  # noqa: E402
 from soak_cluster import SERVE_ARGS, Harness, NetnsHarness, RssSampler  # noqa: E402
 # What PySyncObj and the registry log when replicas (may) differ.
 DIVERGENCE_MARKS = ("may have diverged", "replicas diverged", "truncating already-applied")

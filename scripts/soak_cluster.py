@@ -11,8 +11,9 @@ import threading
 
 import psutil
 
-from api import netns_cluster, tokens
-from cluster.local import LocalCluster
+from api import tokens
+from api.local_clusters import netns
+from api.local_clusters.loopback import LocalCluster
 
 # Checkpoints every 20 s: the corruption check runs throughout a soak.
 SERVE_ARGS = ["--heartbeat", "1", "--scan-interval", "86400", "--checkpoint-interval", "20"]
@@ -59,7 +60,7 @@ class NetnsHarness(Harness):
     partitions = True
 
     def __init__(self, directory, peers, base_port, serve_args):
-        self.cluster = netns_cluster.NetnsCluster.create(directory, peers, serve_args=serve_args)
+        self.cluster = netns.NetnsCluster.create(directory, peers, serve_args=serve_args)
 
     def start(self):
         self.cluster.start(ready_timeout=90)
@@ -75,7 +76,7 @@ class NetnsHarness(Harness):
         self.cluster.topology.heal(peer.index)
 
     def enter_client_network(self):
-        netns_cluster.enter_namespace(self.cluster.topology.hub)
+        netns.enter_namespace(self.cluster.topology.hub)
 
     def close(self):
         for index in list(self.cluster.topology.cut_peers):

@@ -18,7 +18,7 @@ import urllib.request
 
 import psutil
 
-from .identity import ConfigurationError, read_secret_file, write_private
+from cluster.identity import ConfigurationError, read_secret_file, write_private
 
 CLUSTER_FILE = "cluster.json"
 SECRET_FILE = "cluster.secret"
@@ -351,4 +351,4 @@ def tail(path, lines=20):
 
 def _project_root():
     # The peers import `api`, `cluster` and `registry`: run them where those packages live.
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

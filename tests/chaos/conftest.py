@@ -1,6 +1,6 @@
 import pytest
 
-from api import netns_cluster as netns
+from api.local_clusters import netns
 from tests.chaos import workload
 
 WRITE_TIMEOUT_SECONDS = 2.0

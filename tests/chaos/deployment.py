@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from api import netns_cluster as netns
+from api.local_clusters import netns
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNIT_PATH = os.path.join(PROJECT_ROOT, "scripts", "registry-svc.service")

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from api.client import ApiError, NoPeerAnswered, RegistryClient
-from api import netns_cluster as netns
+from api.local_clusters import netns
 from tests.chaos import deployment
 from tests.chaos.deployment import (SERVICE_GID, SERVICE_UID, DeployedCluster, MachinePeer, NamespaceThreads, Nginx,
                                     command_environment, oo_command, registry_command, run_in)

@@ -8,7 +8,7 @@ still reaches the leader, which commits it with the other follower, but nothing 
 import pytest
 import requests
 
-from api import netns_cluster as netns
+from api.local_clusters import netns
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.chaos

@@ -17,7 +17,7 @@ import time
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from api.netns_cluster import NamespacedSession, enter_namespace
+from api.local_clusters.netns import NamespacedSession, enter_namespace
 from tests.waiting import wait_until
 
 RESULTS_PATH = os.environ.get(

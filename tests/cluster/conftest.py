@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from api import tokens
-from cluster.local import LocalCluster, LocalPeer, tail
+from api.local_clusters.loopback import LocalCluster, LocalPeer, tail
 from tests.ports import free_port
 from tests.waiting import wait_until
 

@@ -1,0 +1,249 @@
+"""The benchmark's report (scripts/bench.py): the Markdown table, and the goals met or not."""
+
+import statistics
+
+import bench_churn
+from bench_support import RECORD_BYTES
+
+
+# -- the report --------------------------------------------------------------------------------------------
+
+def get(document, *path):
+    for key in path:
+        if not isinstance(document, dict) or key not in document:
+            return None
+        document = document[key]
+    return document
+
+
+def fmt(value, digits=0, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    else:
+        text = f"{value:,}"
+    return text + unit
+
+
+def cpu_text(cores):
+    """'L 0.85 · F 0.07 · F 0.06': leader first, then followers (the first follower is the target)."""
+    if not cores:
+        return ""
+    short = {"leader": "L", "follower": "F", "follower2": "F", "bare": ""}
+    parts = []
+    for name, value in cores.items():
+        label = short.get(name, "F" if name.startswith("follower") else name)
+        parts.append(f"{label} {value:.2f}".strip())
+    return " · ".join(parts)
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def goals(results, connections):
+    """(goal, measured, target, ratio text, met) rows for issue 8's Goals."""
+    rows = []
+    c = connections
+    follower = get(results, "registry", "writes", f"followerC{c}")
+    bare_put = get(results, "bare", "writes", f"c{c}")
+    etcd_put = get(results, "etcd", "puts", f"followerC{c}")
+    if follower and bare_put:
+        r = ratio(follower["requestsPerSecond"], bare_put["requestsPerSecond"])
+        rows.append((f"writes at a follower (c{c}) ≥ 0.7 × bare waitress JSON handler (c{c})",
+                     f"{follower['requestsPerSecond']:,.0f} vs {bare_put['requestsPerSecond']:,.0f} req/s",
+                     "≥ 0.70×", f"{r:.2f}×", r >= 0.7))
+    if follower and etcd_put:
+        r = ratio(follower["requestsPerSecond"], etcd_put["requestsPerSecond"])
+        rows.append((f"writes at a follower (c{c}) ≥ 0.4 × etcd gateway put at a follower (c{c})",
+                     f"{follower['requestsPerSecond']:,.0f} vs {etcd_put['requestsPerSecond']:,.0f} req/s",
+                     "≥ 0.40×", f"{r:.2f}×", r >= 0.4))
+    if follower:
+        failed = sum(get(results, "registry", "writes", k, "failed") or 0
+                     for k in ("leaderC1", f"leaderC{c}", "followerC1", f"followerC{c}"))
+        rows.append(("0 failed write requests (all four write runs)", f"{failed}", "0", "", failed == 0))
+    for where, limit in (("leader", 2.0), ("follower", 3.0)):
+        run = get(results, "registry", "writes", f"{where}C1")
+        if run:
+            etcd_c1 = get(results, "etcd", "puts", f"{where}C1")
+            extra = f" (etcd {etcd_c1['p50Ms']:.2f} ms)" if etcd_c1 else ""
+            rows.append((f"write p50 with 1 connection at the {where} ≤ {limit:g} ms",
+                         f"{run['p50Ms']:.2f} ms{extra}", f"≤ {limit:g} ms", f"{run['p50Ms'] / limit:.2f}× of limit",
+                         run["p50Ms"] <= limit))
+    for key, what in (("one", "one-instance filtered list"), ("list", "1,000-instance list")):
+        mine = get(results, "registry", "reads", key)
+        bare = get(results, "bare", "reads", key)
+        if mine and bare:
+            r = ratio(mine["requestsPerSecond"], bare["requestsPerSecond"])
+            rows.append((f"reads at a follower, {what} (c{c}) ≥ 0.8 × bare waitress, same bytes",
+                         f"{mine['requestsPerSecond']:,.0f} vs {bare['requestsPerSecond']:,.0f} req/s",
+                         "≥ 0.80×", f"{r:.2f}×", r >= 0.8))
+    raw = get(results, "raw", "leader")
+    if raw and follower and follower.get("commandsPerEntry") is not None:
+        r = ratio(follower["requestsPerSecond"], raw["commitsPerSecond"])
+        rows.append((f"(context) writes at a follower (c{c}) vs raw PySyncObj, same settings, async",
+                     f"{follower['requestsPerSecond']:,.0f} req/s vs {raw['commitsPerSecond']:,.0f} commits/s",
+                     "–", f"{r:.2f}×", None))
+    failover = get(results, "failover")
+    if failover and "rounds" in failover:
+        rows.append((f"failed writes from the client's view over {len(failover['rounds'])} failover rounds = 0",
+                     f"{failover['failedWrites']:,}", "0", "", failover["failedWrites"] == 0))
+        rows.append((f"failover gap, median of {len(failover['rounds'])} ≤ 2 s",
+                     f"{failover['gapMsMedian']:,.0f} ms (max {failover['gapMsMax']:,.0f})", "≤ 2,000 ms",
+                     f"{failover['gapMsMedian'] / 2000:.2f}× of limit", failover["gapMsMedian"] <= 2000))
+    scale = results.get("scale") or {}
+    if "rssPerInstanceBytesMax" in scale:
+        worst = scale["rssPerInstanceBytesMax"]
+        rows.append((f"RSS per instance at {scale['instances']:,} instances ≤ 2 KB (worst peer)",
+                     f"{worst:,} B (per peer {', '.join(str(v) for v in scale['rssPerInstanceBytes'].values())})",
+                     "≤ 2,048 B", f"{worst / 2048:.2f}× of limit", worst <= 2048))
+    if get(scale, "restart", "servingSeconds") is not None:
+        s = scale["restart"]["servingSeconds"]
+        rows.append((f"full-cluster restart until every peer serves all {scale['instances']:,} ≤ 10 s",
+                     f"{s:.1f} s", "≤ 10 s", f"{s / 10:.2f}× of limit", s <= 10))
+    rows += bench_churn.goal_rows(scale)
+    return rows
+
+
+def markdown(document):
+    results = document["results"]
+    c = document["settings"]["connections"]
+    lines = []
+    s = document["settings"]
+    lines.append(f"Benchmark of {document['startedAt']} on {document['machine']['cpus']} CPUs "
+                 f"({'smoke' if s['smoke'] else 'full'}: {s['duration']} s wrk runs after {s['warmup']} s warm-ups, "
+                 f"wrk 1 thread; {s['rounds']} failover rounds; {s['instances']:,} instances for scale; "
+                 f"records of {RECORD_BYTES} bytes)")
+    lines.append("")
+    lines.append("| # | what | conns | req/s | p50 ms | p99 ms | failed | server CPU (cores) | vs anchor |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+
+    def row(number, what, run, anchor=None, anchor_name=""):
+        if not run:
+            return
+        cpu = cpu_text(run.get("cpuCores"))
+        versus = ""
+        if anchor:
+            versus = f"{run['requestsPerSecond'] / anchor['requestsPerSecond']:.2f}× {anchor_name}"
+        lines.append(f"| {number} | {what} | {run['connections']} | {run['requestsPerSecond']:,.0f} | "
+                     f"{run['p50Ms']:.2f} | {run['p99Ms']:.2f} | {run['failed']} | {cpu} | {versus} |")
+
+    bare_w = get(results, "bare", "writes") or {}
+    etcd_p = get(results, "etcd", "puts") or {}
+    for where in ("leader", "follower"):
+        for conns in (1, c):
+            run = get(results, "registry", "writes", f"{where}C{conns}")
+            row(1, f"registry PUT instance at the {where}", run, bare_w.get(f"c{conns}"), "bare")
+    raw_rows = (
+        ("leader", lambda run: f"raw PySyncObj, async commands at the leader (window {run['window']})", "–", True),
+        ("leaderLibraryBatching", lambda run: "raw PySyncObj, same but append-entries batching on "
+                                              "(library default; context)", "–", True),
+        ("leaderWindow1", lambda run: "raw PySyncObj, one command at a time at the leader", "1", False),
+    )
+    for key, label, conns_text, with_cpu in raw_rows:
+        run = get(results, "raw", key)
+        if run:
+            lat = run.get("latencyMs") or {}
+            lines.append(f"| 2 | {label(run)} | {conns_text} | {run['commitsPerSecond']:,.0f} commits/s | "
+                         f"{fmt(lat.get('p50'), 2)} | {fmt(lat.get('p99'), 2)} | "
+                         f"{run['failed'] + run.get('unsettled', 0)} | "
+                         f"{cpu_text(run['cpuCores']) if with_cpu else ''} | |")
+    for conns in (1, c):
+        row(3, "bare waitress + Flask PUT (parse JSON, 201)", bare_w.get(f"c{conns}"))
+    for key, what in (("one", "one-instance list"), ("list", "1,000-instance list")):
+        for suffix in ("C1", ""):
+            row(3, f"bare waitress + Flask GET, {what} bytes", get(results, "bare", "reads", key + suffix))
+    for key, what in (("one", "one-instance filtered list"), ("list", "1,000-instance list")):
+        for suffix in ("C1", ""):
+            row(4, f"registry GET {what} at a follower", get(results, "registry", "reads", key + suffix),
+                get(results, "bare", "reads", key + suffix), "bare")
+    for where in ("leader", "follower"):
+        for conns in (1, c):
+            row(5, f"etcd put at the {where} (JSON gateway)", etcd_p.get(f"{where}C{conns}"))
+    for key, what in (("one", "one-instance list bytes"), ("list", "1,000-instance list bytes")):
+        row(5, f"etcd serializable range at a follower, {what}", get(results, "etcd", "ranges", key),
+            get(results, "bare", "reads", key), "bare")
+    if get(results, "etcd", "skipped"):
+        lines.append(f"| 5 | etcd | | | | | | | skipped: {results['etcd']['skipped']} |")
+    failover = get(results, "failover")
+    if failover and "rounds" in failover:
+        gaps = ", ".join(f"{r['gapMs']:.0f}" for r in failover["rounds"])
+        lines.append(f"| 6 | failover: gap between acknowledged writes around a kill -9 of the leader "
+                     f"(writes every 20 ms at a survivor) | | | median {failover['gapMsMedian']:,.0f} ms | "
+                     f"max {failover['gapMsMax']:,.0f} ms | "
+                     f"{sum(r['failed'] for r in failover['rounds'])} | | rounds: {gaps} ms |")
+    scale = results.get("scale") or {}
+    if "rssPerInstanceBytes" in scale:
+        split = scale.get("perInstanceSplitBytes") or {}
+        split_text = "; file-backed (mmap'd journal) / anonymous: " + ", ".join(
+            f"{v['shared']:,} / {v['anon']:,} B" for v in split.values()) if split else ""
+        lines.append(f"| 7 | scale: RSS per instance at {scale['instances']:,} (per peer) | | | | | | | "
+                     f"{', '.join(f'{v:,} B' for v in scale['rssPerInstanceBytes'].values())}{split_text} |")
+        reg = scale.get("registration") or {}
+        if reg:
+            lines.append(f"| 7 | scale: registration at the leader | {reg['connections']} | "
+                         f"{reg['requestsPerSecond']:,.0f} | {reg['p50Ms']:.2f} | {reg['p99Ms']:.2f} | {reg['failed']} | "
+                         f"{cpu_text(reg.get('cpuCores'))} | "
+                         f"{scale['registrationSeconds']} s in all, {scale['toppedUp']} topped up |")
+        lines.append(f"| 7 | scale: full list at a follower ({scale['fullListMs']['bytes']:,} bytes), "
+                     f"{scale['fullListMs']['samples']} sequential GETs | 1 | | {scale['fullListMs']['median']:,.1f} | "
+                     f"max {scale['fullListMs']['max']:,.1f} | | | |")
+        lines.append(f"| 7 | scale: one-instance filtered list at {scale['instances']:,} | 1 | | "
+                     f"{scale['oneInstanceFilterMs']['median']:,.1f} | max {scale['oneInstanceFilterMs']['max']:,.1f} "
+                     f"| | | |")
+    if get(scale, "restart"):
+        r = scale["restart"]
+        lines.append(f"| 7 | scale: full-cluster restart (SIGTERM all, start all) until every peer serves all | | | "
+                     f"{r['servingSeconds']:.2f} s | | | | per peer {r['perPeerSeconds']} s |")
+    lines.append("")
+    rows = goals(results, c)
+    if rows:
+        lines.append("| goal (issue 8) | measured | target | ratio | met |")
+        lines.append("|---|---|---|---|---|")
+        for goal, measured, target, r, met in rows:
+            verdict = "–" if met is None else ("yes" if met else "**no**")
+            lines.append(f"| {goal} | {measured} | {target} | {r} | {verdict} |")
+        lines.append("")
+    server_side = []
+    for name, path in (("write at the leader, c1", ("writes", "leaderC1")),
+                       ("write at a follower, c1", ("writes", "followerC1")),
+                       ("one-instance read, c1", ("reads", "oneC1"))):
+        run = get(results, "registry", *path)
+        seen = (run or {}).get("serverLatency")
+        if run and seen and seen.get("p50AtMostMs") is not None:
+            server_side.append(f"{name}: p50 {run['p50Ms']:.2f} ms at wrk, ≤ {seen['p50AtMostMs']:g} ms inside the peer's WSGI app")
+    if server_side:
+        lines.append("Latency the peers' own /metrics histogram saw (bucket bounds) against wrk's: "
+                     + "; ".join(server_side) + ".")
+    follower = get(results, "registry", "writes", f"followerC{c}")
+    if follower and follower.get("commandsPerEntry") is not None:
+        lines.append(f"Group commit packed {follower.get('commandsPerEntry')} writes per Raft entry during the "
+                     f"follower c{c} write run.")
+    for path, what in ((("registry", "roleChanges"), "the read and write runs"),
+                       (("scale", "roleChangesDuringRegistration"), "the scale registration")):
+        changes = get(results, *path)
+        if changes is not None:
+            elected = sum(1 for line in changes if "-> leader" in line)
+            lines.append(f"Leaders elected during {what}: {elected} (1 is the cluster's first election; more means a "
+                         f"leader was lost under load)." + (" " + "; ".join(changes[-4:]) if elected > 1 else ""))
+    foreign = [run.get("foreignCpuCores", 0) for run in _runs(results)]
+    if foreign:
+        lines.append(f"CPU used by other processes during the wrk runs: up to {max(foreign):.2f} cores "
+                     f"(median {statistics.median(foreign):.2f}); above ~0.2 the numbers were disturbed.")
+    lines += bench_churn.markdown_lines(results.get("scale") or {})
+    if document["errors"]:
+        lines.append("")
+        for stage, error in document["errors"].items():
+            lines.append(f"**stage {stage} broke:** {error.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def _runs(node):
+    if isinstance(node, dict):
+        if "foreignCpuCores" in node and "requestsPerSecond" in node:
+            yield node
+        for value in node.values():
+            yield from _runs(value)
