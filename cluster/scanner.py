@@ -75,7 +75,7 @@ class InstanceScanner:
             next_start = time.monotonic() + self.interval
             while not self._stop.wait(max(0.0, next_start - time.monotonic())):
                 next_start += self.interval
-                if self.peer.replica.leader_address is None:
+                if self.peer.known_leader() is None:
                     continue  # nothing this cycle could commit
                 try:
                     self.last_cycle = loop.run_until_complete(self.cycle())
@@ -92,7 +92,7 @@ class InstanceScanner:
 
     def live_peers(self, now_ns):
         """URLs of the peers whose node heartbeat is fresh (this one always counts)."""
-        members = {self.peer.replica.selfNode.id} | {node.id for node in self.peer.replica.otherNodes}
+        members = set(self.peer.status().members)
         limit_ns = health.STALE_AFTER_HEARTBEATS * self.peer.config.heartbeat_seconds * 1e9
         live = {self.peer.url}
         for node in self.peer.list_nodes()[1]:
