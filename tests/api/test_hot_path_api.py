@@ -8,7 +8,7 @@ from werkzeug.test import Client
 
 from cluster.submit import WriteUnavailable
 from tests.api.conftest import MAX_BODY
-from tests.api.test_metrics_api import samples
+from tests.helpers import samples
 
 # Differ between any two answers by design, or follow the state, which each write moves on.
 VARYING_HEADERS = {"X-Request-Id", "X-Registry-Index", "X-Registry-Last-Contact"}

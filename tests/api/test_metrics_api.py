@@ -1,14 +1,6 @@
-from prometheus_client.parser import text_string_to_metric_families
+"""GET /metrics against one in-process peer."""
 
-
-def samples(client):
-    response = client.get("/metrics")
-    assert response.status_code == 200 and response.mimetype == "text/plain"
-    found = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
+from tests.helpers import samples
 
 
 def test_metrics_need_a_token(app):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.cluster.test_failover import write_many
+from tests.helpers import write_many
 from tests.ports import free_port
 from tests.waiting import wait_until
 

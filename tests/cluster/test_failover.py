@@ -3,28 +3,13 @@
 import os
 import re
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
+from tests.helpers import write_many
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
-
-
-def write_many(cluster, peers, prefix, count):
-    """Write `count` instances spread over `peers`; the urls the cluster acknowledged."""
-    def write(n):
-        url = f"http://{prefix}-{n}:80"
-        try:
-            response = cluster.put_instance(peers[n % len(peers)], {"url": url})
-        except requests.RequestException:
-            return None
-        return url if response.status_code == 201 else None
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return {url for url in pool.map(write, range(count)) if url}
 
 
 def test_kill_the_leader_a_new_one_takes_over_and_nothing_acknowledged_is_lost(start_cluster):

@@ -7,7 +7,7 @@ from registry import commands
 from registry.instance_index import InstanceIndex
 from registry.instances import matches
 from registry.state import RegistryState
-from tests.unit.test_state import NOW, register
+from tests.helpers import NOW, register
 
 
 def fleet(count=60, slugs=6):

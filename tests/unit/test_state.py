@@ -1,13 +1,8 @@
+"""The state machine: registrations, removals, filters, nodes, snapshots and digests."""
+
 from registry import commands
-from registry.instances import validate_registration
 from registry.state import RegistryState
-
-NOW = 1_795_000_000_000_000_000
-
-
-def register(state, body, generated="inst_gen", now=NOW, index=None):
-    index = state.index + 1 if index is None else index
-    return state.apply(commands.register_instance(validate_registration(body), generated, now), index)
+from tests.helpers import NOW, register
 
 
 def test_register_creates_with_generated_id_status_unknown_and_heartbeat():

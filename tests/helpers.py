@@ -1,0 +1,43 @@
+"""Helpers the tests of several files share: import them from here, not from one another's test files."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from registry import commands
+from registry.instances import validate_registration
+
+# A fixed time for commands that carry one: 2026-11-18T11:06:40Z.
+NOW = 1_795_000_000_000_000_000
+
+
+def register(state, body, generated="inst_gen", now=NOW, index=None):
+    """Apply a registration of `body` to a RegistryState at the next index (or `index`)."""
+    index = state.index + 1 if index is None else index
+    return state.apply(commands.register_instance(validate_registration(body), generated, now), index)
+
+
+def samples(client):
+    """{(metric sample name, sorted labels): value} of a Flask test client's GET /metrics."""
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    found = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def write_many(cluster, peers, prefix, count):
+    """Write `count` instances spread over `peers` of a RunningCluster; the urls it acknowledged."""
+    def write(n):
+        url = f"http://{prefix}-{n}:80"
+        try:
+            response = cluster.put_instance(peers[n % len(peers)], {"url": url})
+        except requests.RequestException:
+            return None
+        return url if response.status_code == 201 else None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return {url for url in pool.map(write, range(count)) if url}
