@@ -73,7 +73,7 @@ class Load:
         self.lock = threading.Lock()
         self.outcomes = collections.Counter()  # (operation, outcome or cause)
         self.registered = set()  # ids whose registration was acknowledged
-        self.removal_tried = set()
+        self.removal_tried = {}  # id -> when its removal was first sent (monotonic seconds)
         self.removed = set()  # ids whose removal was acknowledged
         self.stale_reads = []
         self.threads = []
@@ -127,7 +127,7 @@ class Load:
             if len(mine) > self.window:
                 oldest = mine.popleft()
                 with self.lock:
-                    self.removal_tried.add(oldest)
+                    self.removal_tried[oldest] = time.monotonic()
                 answer = self._call("remove", session, "DELETE", f"{peer.url}/registry-svc/instance/{oldest}")
                 if answer is not None and answer.status_code == 204:
                     with self.lock:
@@ -136,16 +136,27 @@ class Load:
     def _read_consistently(self, session, _):
         while not self.stop.wait(0.05):
             with self.lock:
-                candidates = list(self.registered - self.removal_tried)
+                candidates = list(self.registered - self.removal_tried.keys())
             if not candidates:
                 continue
             instance_id = random.choice(candidates)  # acknowledged before this read began
             peer = random.choice(self.harness.peers)
+            invoked = time.monotonic()
             answer = self._call("consistent read", session, "GET", peer.url + "/registry-svc/instances",
                                 params={"id": instance_id, "consistent": ""})
-            if answer is not None and answer.status_code == 200 and not answer.json().get("instances"):
-                with self.lock:
-                    self.stale_reads.append({"id": instance_id, "peer": peer.url, "at": time.time()})
+            completed = time.monotonic()
+            if answer is None or answer.status_code != 200 or answer.json().get("instances"):
+                continue
+            with self.lock:
+                removal_sent = self.removal_tried.get(instance_id)
+            # Its writer may have removed it while the read waited (a barrier can wait out an
+            # election): only a miss with no removal sent before the answer came is stale.
+            if removal_sent is None or removal_sent > completed:
+                self.stale_reads.append({"id": instance_id, "peer": peer.url, "at": time.time(),
+                                         "seconds": round(completed - invoked, 3),
+                                         "index": answer.headers.get("X-Registry-Index")})
+            else:
+                self.outcomes[("consistent read", "miss after a removal was sent")] += 1
 
     def _watch(self, session, number):
         index = 0
@@ -208,7 +219,7 @@ def check(harness, load, deadline_seconds=180):
             harness.restart(peer)
 
     wait_until(lambda: all_ready(session, harness.peers), deadline_seconds, "every peer to be ready", interval=0.5)
-    must_hold = load.registered - load.removal_tried
+    must_hold = load.registered - load.removal_tried.keys()
     result = {}
 
     def agreed():
