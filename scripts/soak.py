@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -201,6 +202,10 @@ class Faults:
             self.done.append({"kind": kind, "peer": peer.index, "seconds": round(time.monotonic() - started, 2)})
 
 
+class Diverged(Exception):
+    pass
+
+
 def all_ready(session, peers):
     try:
         return all(session.get(p.url + "/readyz", timeout=5).status_code == 200 for p in peers)
@@ -222,26 +227,38 @@ def check(harness, load, deadline_seconds=180):
     must_hold = load.registered - load.removal_tried.keys()
     result = {}
 
-    def agreed():
-        held, digests = {}, set()
+    def held():
+        ids_at = {}
         for peer in harness.peers:
             ids = set()
             for slug in range(SLUGS):
                 answer = session.get(peer.url + "/registry-svc/instances", params={"slug": f"soak-{slug}"}, timeout=30)
                 answer.raise_for_status()
                 ids.update(r["id"] for r in answer.json().get("instances") or [])
-            held[peer.index] = ids
-            me = session.get(peer.url + "/registry-svc/cluster", timeout=30).json()["self"]
-            digests.add(json.dumps(me["stateDigest"]))
-            result.setdefault("checkpointsVerified", {})[peer.index] = me["checkpoints"]["verified"]
-        result["missing"] = {i: len(must_hold - ids) for i, ids in held.items()}
-        result["resurrected"] = {i: len(load.removed & ids) for i, ids in held.items()}
-        result["digests"] = len(digests)
-        return not any(result["missing"].values()) and not any(result["resurrected"].values()) and len(digests) == 1
+            ids_at[peer.index] = ids
+        result["missing"] = {i: len(must_hold - ids) for i, ids in ids_at.items()}
+        result["resurrected"] = {i: len(load.removed & ids) for i, ids in ids_at.items()}
+        return not any(result["missing"].values()) and not any(result["resurrected"].values())
+
+    def one_digest():
+        # Node heartbeats move the state every second: ask every peer at once, and compare the
+        # digests of peers at the same index (equal there, or the replicas differ).
+        with ThreadPoolExecutor(len(harness.peers), initializer=harness.enter_client_network) as pool:
+            views = list(pool.map(lambda p: requests.get(p.url + "/registry-svc/cluster", timeout=30,
+                                                         headers=session.headers).json()["self"], harness.peers))
+        result["checkpointsVerified"] = {p.index: v["checkpoints"]["verified"] for p, v in zip(harness.peers, views)}
+        by_index = collections.defaultdict(set)
+        for view in views:
+            by_index[view["stateDigest"]["index"]].add(view["stateDigest"]["sha256"])
+        result["digests"] = max(len(hashes) for hashes in by_index.values())
+        if result["digests"] > 1:
+            raise Diverged(f"peers at one index hold different states: {dict(by_index)}")
+        return len(by_index) == 1
 
     try:
-        wait_until(agreed, deadline_seconds, "every peer to hold every acknowledged write, one digest", interval=1.0)
-    except AssertionError as error:
+        wait_until(held, deadline_seconds, "every peer to hold every acknowledged write", interval=1.0)
+        wait_until(one_digest, deadline_seconds, "every peer to report one state digest at one index", interval=0.05)
+    except (AssertionError, Diverged) as error:
         result["error"] = str(error)
     result["divergenceLines"] = {}
     for peer in harness.peers:
