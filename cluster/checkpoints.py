@@ -81,27 +81,29 @@ class CheckpointLedger:
                 self._checkpoints.pop(oldest).ready.set()
                 self._wanted.discard(oldest)
 
-    def published(self, checkpoint_id, sha256, digest_format):
+    def published(self, checkpoint_id, sha256, digest_format, state_index):
         """On the Raft thread, applying `state.checkpoint.digest`: the leader's digest of that point."""
         with self._cv:
             checkpoint = self._checkpoints.get(checkpoint_id)
-            if checkpoint is None or digest_format != DIGEST_FORMAT:
-                # This peer did not apply the first half (it loaded a dump past it), or it hashes
-                # states another way (another code version): nothing to compare with.
+            if checkpoint is None or digest_format != DIGEST_FORMAT or checkpoint.index != state_index:
+                # Nothing to compare with: this peer did not apply the first half (it loaded a dump
+                # past it), or applied only a later copy of it (the checkpoint was re-submitted),
+                # or it hashes states another way (another code version).
                 return
             checkpoint.leader = sha256
             self._want(checkpoint_id)
         self._compare(checkpoint_id, checkpoint)
 
     def own_digest(self, checkpoint_id, timeout):
-        """This peer's digest at the checkpoint, once computed; None if unknown or not in time."""
+        """(this peer's digest at the checkpoint, the state index it was taken at), once computed;
+        None if unknown or not in time."""
         with self._cv:
             checkpoint = self._checkpoints.get(checkpoint_id)
             if checkpoint is not None:
                 self._want(checkpoint_id)
-        if checkpoint is None or not checkpoint.ready.wait(timeout):
+        if checkpoint is None or not checkpoint.ready.wait(timeout) or checkpoint.own is None:
             return None
-        return checkpoint.own
+        return checkpoint.own, checkpoint.index
 
     def _want(self, checkpoint_id):
         """Under the lock: have the checkpoint hashed."""
@@ -130,7 +132,10 @@ class CheckpointLedger:
             if parts is None:
                 continue  # hashed already
             started = time.monotonic()
-            checkpoint.own = digest_of(snapshot_of(parts))["sha256"]
+            try:
+                checkpoint.own = digest_of(snapshot_of(parts))["sha256"]
+            except Exception:  # a bug here must not end every later check
+                log.exception("hashing checkpoint %s failed", newest)
             checkpoint.ready.set()
             log.info("checkpoint %s: state digest at index %d in %.2f s", newest, checkpoint.index,
                      time.monotonic() - started)
@@ -199,5 +204,6 @@ class CheckpointProposer:
         self.peer.submit(commands.checkpoint(checkpoint_id))
         own = self.peer.replica.checkpoints.own_digest(checkpoint_id, OWN_DIGEST_TIMEOUT_SECONDS)
         if own is not None:
-            self.peer.submit(commands.checkpoint_digest(checkpoint_id, own, DIGEST_FORMAT))
+            sha256, state_index = own
+            self.peer.submit(commands.checkpoint_digest(checkpoint_id, sha256, DIGEST_FORMAT, state_index))
         return checkpoint_id

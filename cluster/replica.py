@@ -115,7 +115,7 @@ class RegistryReplica(FullDumpHooks, SyncObj):
             results = []
             for command in commands:
                 results.append(self._registry.apply(command, index))
-                if command.get("type") == registry_commands.CHECKPOINT:
+                if isinstance(command, dict) and command.get("type") == registry_commands.CHECKPOINT:
                     taken.append((command.get("id"), self._registry.copy_parts()))
             changed = [kind for kind, at in self._registry.kind_index.items() if at != before[kind]]
             touched_slugs = self._registry.instance_index.take_touched_slugs()
@@ -128,9 +128,11 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         for checkpoint_id, parts in taken:
             self.checkpoints.taken(checkpoint_id, parts)
         for command in commands:
-            if command.get("type") == registry_commands.CHECKPOINT_DIGEST:
-                self.checkpoints.published(command.get("id"), command.get("sha256"), command.get("format"))
-            elif command.get("type") == registry_commands.LEADER_HANDOFF:
+            kind = command.get("type") if isinstance(command, dict) else None
+            if kind == registry_commands.CHECKPOINT_DIGEST:
+                self.checkpoints.published(command.get("id"), command.get("sha256"), command.get("format"),
+                                           command.get("stateIndex"))
+            elif kind == registry_commands.LEADER_HANDOFF:
                 # Every peer holds its new writes a moment, so the leader's log stops growing and
                 # a follower can hold every entry, which PySyncObj requires of a successor.
                 self._handoff_target = command.get("leader")
@@ -318,7 +320,12 @@ class RegistryReplica(FullDumpHooks, SyncObj):
 
     @property
     def leader_commit_index(self):
-        return self._SyncObj__leaderCommitIndex
+        # The transport may hand the library a commit index cut back to an append's end
+        # (cluster/log_matching.py): a peer is caught up only with the leader's own.
+        library, heard = self._SyncObj__leaderCommitIndex, self.transport.leader_commit_heard
+        if library is None or heard is None:
+            return library if heard is None else heard
+        return max(library, heard)
 
     @property
     def transport(self):

@@ -163,20 +163,37 @@ class GroupCommitter:
     def _next_batch(self):
         """Under the lock: wait for work and a free slot, then take up to one batch of it."""
         while True:
+            now = self._wait_for_work()
+            if now is None:
+                return None
+            tickets, size = [], 0
+            while self._pending and len(tickets) < MAX_BATCH_COMMANDS:
+                ticket = self._pending[0]
+                if ticket.deadline <= now:
+                    # Re-submitted batches go back in front, so the queue is not in deadline order:
+                    # a writer told its deadline passed may have retried elsewhere; never send it late.
+                    self._pending.popleft().fail(_deadline_passed(ticket, ticket.timeout, in_flight=False))
+                    continue
+                if tickets and size + ticket.size > MAX_BATCH_BYTES:
+                    break
+                tickets.append(self._pending.popleft())
+                size += ticket.size
+            if tickets:
+                return _Batch(tickets, all(self._resubmittable(t.command) for t in tickets))
+
+    def _wait_for_work(self):
+        """Under the lock: the time once there is work to send and room to send it; None once stopped."""
+        while True:
             if self._stopped:
                 return None
             now = time.monotonic()
             self._expire_lost_batches(now)
-            while self._pending and self._pending[0].deadline <= now:
-                # Its writer is told (or is being told) its deadline passed: do not send it late.
-                expired = self._pending.popleft()
-                expired.fail(_deadline_passed(expired, expired.timeout, in_flight=False))
             # The replica holds new batches while leadership is handed off (cluster/replica.py),
             # and nothing is sent while no live leader is known: it would be lost on the way.
             held = self._pending and (self._replica.holding_writes() or self._replica.leader_address is None)
             ready = now >= self._retry_at and not held
             if self._pending and ready and len(self._in_flight) < MAX_BATCHES_IN_FLIGHT:
-                break
+                return now
             wait = 0.5
             if held:
                 wait = HOLD_RECHECK_SECONDS
@@ -185,14 +202,6 @@ class GroupCommitter:
             elif self._in_flight:
                 wait = 0.1
             self._cv.wait(wait)
-        tickets, size = [], 0
-        while self._pending and len(tickets) < MAX_BATCH_COMMANDS:
-            ticket = self._pending[0]
-            if tickets and size + ticket.size > MAX_BATCH_BYTES:
-                break
-            tickets.append(self._pending.popleft())
-            size += ticket.size
-        return _Batch(tickets, all(self._resubmittable(t.command) for t in tickets))
 
     def _expire_lost_batches(self, now):
         # PySyncObj can drop a callback (a follower's link to the leader breaks, say). A batch
@@ -216,9 +225,11 @@ class GroupCommitter:
         batch.settled = True
         if maybe_applied:
             self.resubmitted_batches += 1
+        now = time.monotonic()
         for ticket in batch.tickets:
             ticket.maybe_applied = ticket.maybe_applied or maybe_applied
-        self._pending.extendleft(reversed([t for t in batch.tickets if not t.done.is_set()]))
+        # A writer whose deadline passed has been told so, and may have retried elsewhere since.
+        self._pending.extendleft(reversed([t for t in batch.tickets if not t.done.is_set() and t.deadline > now]))
         self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
         self._cv.notify()
 

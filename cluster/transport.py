@@ -28,6 +28,7 @@ class ContactTrackingTransport(TCPTransport):
         self.divergence = None  # a log_matching.Divergence once a committed entry conflicts
         self.on_divergence = None  # called once, on the Raft thread, with it
         self._confirm_instead = None  # (node, next index) the next success confirmation must say
+        self.leader_commit_heard = None  # the highest commit index a current leader sent
 
     def send(self, node, message):
         # PySyncObj writes the journal through mmap and leaves flushing to the kernel. A follower
@@ -65,8 +66,11 @@ class ContactTrackingTransport(TCPTransport):
         self.last_heard[node.id] = now
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "append_entries":
-            # Only a leader sends append_entries: this is contact with the leader.
-            self.last_leader_contact = now
+            # Only a leader sends append_entries; one of an older term is from a deposed leader,
+            # which the library ignores, and is no contact with the cluster's leader.
+            syncobj = self._syncObj
+            if syncobj is None or message.get("term", 0) >= syncobj.raftCurrentTerm:
+                self.last_leader_contact = now
             if self.divergence is not None:
                 return  # a diverged replica takes nothing more (the replica keeps it from campaigning)
             if "prevLogIdx" in message and "transmission" not in message:
@@ -95,6 +99,8 @@ class ContactTrackingTransport(TCPTransport):
         syncobj = self._syncObj
         if message.get("term", 0) < syncobj.raftCurrentTerm:
             return message  # the library ignores appends of an older term
+        # The commit index as the leader sent it (the rewrite below may cut the library's copy).
+        self.leader_commit_heard = max(self.leader_commit_heard or 0, message.get("commit_index") or 0)
         entries = syncobj._SyncObj__raftLog
         first, last = entries[0][1], entries[-1][1]
 

@@ -97,7 +97,8 @@ def checkpoint(checkpoint_id):
     return {"type": CHECKPOINT, "v": VERSION, "id": checkpoint_id}
 
 
-def checkpoint_digest(checkpoint_id, sha256, digest_format):
-    """Changes nothing: the leader's digest at the checkpoint, for every peer to compare with its own
-    when it hashes states the same way (digest_format)."""
-    return {"type": CHECKPOINT_DIGEST, "v": VERSION, "id": checkpoint_id, "sha256": sha256, "format": digest_format}
+def checkpoint_digest(checkpoint_id, sha256, digest_format, state_index):
+    """Changes nothing: the leader's digest at the checkpoint (its state at `state_index`), for every
+    peer to compare with its own when it hashes states the same way (digest_format) at that index."""
+    return {"type": CHECKPOINT_DIGEST, "v": VERSION, "id": checkpoint_id, "sha256": sha256, "format": digest_format,
+            "stateIndex": state_index}

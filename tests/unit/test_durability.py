@@ -74,7 +74,7 @@ def transport(monkeypatch):
     transport.last_heard, transport.last_leader_seen, transport.leader_changes = {}, None, 0
     transport.on_follower_confirmed = None
     transport._journal_unflushed = False
-    transport.divergence, transport._confirm_instead = None, None
+    transport.divergence, transport._confirm_instead, transport.leader_commit_heard = None, None, None
     transport._syncObj = None
     transport.flushes = []
     transport.sync_journal = lambda: transport.flushes.append("flush")

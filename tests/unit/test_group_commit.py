@@ -221,3 +221,36 @@ def test_a_write_that_is_not_resubmittable_is_not_sent_twice():
         committer.submit({"x": 1}, timeout=5)
     assert len(replica.batches) == 1
     committer.stop()
+
+
+def test_a_write_whose_writer_was_told_its_deadline_passed_is_never_sent_again():
+    replica = ScriptedReplica(hold=True)
+    committer = resubmitting(replica)
+    answers = {}
+
+    def write(name, timeout):
+        try:
+            answers[name] = committer.submit({"w": name}, timeout=timeout)
+        except WriteUnavailable as error:
+            answers[name] = error
+
+    early = threading.Thread(target=write, args=("early", 0.3))
+    early.start()
+    deadline = time.monotonic() + 5
+    while len(replica.held) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    late = threading.Thread(target=write, args=("late", 5))
+    late.start()
+    while len(replica.held) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    early.join(timeout=5)
+    assert isinstance(answers["early"], WriteUnavailable) and answers["early"].outcome_unknown
+    replica.hold = False
+    for callback in list(replica.held):  # a leader change fails both in-flight batches at once
+        callback(None, FAIL_REASON.LEADER_CHANGED)
+    late.join(timeout=5)
+    assert answers["late"]["echo"] == {"w": "late"}
+    assert replica.batches[2:] == [[{"w": "late"}]]  # the early one was not sent again
+    committer.stop()
