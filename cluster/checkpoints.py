@@ -122,11 +122,13 @@ class CheckpointLedger:
             with self._cv:
                 self._cv.wait_for(lambda: self._wanted)
                 order = [i for i in self._checkpoints if i in self._wanted]
+                self._wanted.clear()
+                if not order:
+                    continue
                 newest = order[-1]
                 for passed_over in order[:-1]:
                     self._checkpoints[passed_over].parts = None
                     self._checkpoints[passed_over].ready.set()
-                self._wanted.clear()
                 checkpoint = self._checkpoints[newest]
                 parts, checkpoint.parts = checkpoint.parts, None
             if parts is None:
