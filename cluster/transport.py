@@ -26,7 +26,6 @@ class ContactTrackingTransport(TCPTransport):
         self.sync_journal = None  # flushes the journal to disk; None leaves it to the kernel
         self._journal_unflushed = False
         self.divergence = None  # a log_matching.Divergence once a committed entry conflicts
-        self.on_divergence = None  # called once, on the Raft thread, with it
         self._confirm_instead = None  # (node, next index) the next success confirmation must say
         self.leader_commit_heard = None  # the highest commit index a current leader sent
 
@@ -111,8 +110,6 @@ class ContactTrackingTransport(TCPTransport):
         if trimmed.divergence is not None:
             self.divergence = trimmed.divergence
             log.critical("replicas diverged: %s", trimmed.divergence.describe())
-            if self.on_divergence is not None:
-                self.on_divergence(trimmed.divergence)
             return None
         if trimmed.confirm_next_index is not None:
             self._confirm_instead = (node, trimmed.confirm_next_index)
