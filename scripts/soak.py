@@ -206,13 +206,6 @@ class Diverged(Exception):
     pass
 
 
-def all_ready(session, peers):
-    try:
-        return all(session.get(p.url + "/readyz", timeout=5).status_code == 200 for p in peers)
-    except requests.RequestException:
-        return False
-
-
 def check(harness, load, deadline_seconds=180):
     """Bring every peer back, wait until all are ready and agree, and judge what they hold (from
     the clients' network)."""
@@ -223,7 +216,7 @@ def check(harness, load, deadline_seconds=180):
         if not harness.running(peer):
             harness.restart(peer)
 
-    wait_until(lambda: all_ready(session, harness.peers), deadline_seconds, "every peer to be ready", interval=0.5)
+    harness.wait_ready(timeout=deadline_seconds)
     must_hold = load.registered - load.removal_tried.keys()
     result = {}
 
@@ -320,8 +313,6 @@ def main(argv=None):
     ok = False
     try:
         harness.start()
-        if not options.netns:
-            wait_until(lambda: all_ready(requests, harness.peers), 90, "every peer to be ready", interval=0.5)
         log(f"{options.peers} peers ready in {directory}; load and faults for {options.minutes:g} min")
         load, faults, rss = Load(harness, options.writers, options.window, options.readers), Faults(
             harness, options.fault_every, options.down_seconds, options.partition_seconds), RssSampler(harness)

@@ -38,6 +38,10 @@ class Harness:
         for peer in self.peers:
             self.restart(peer)
         self.token = tokens.mint(tokens.signing_key(self.cluster.prepare_secret()), "soak", ["admin"], TOKEN_TTL_SECONDS)
+        self.wait_ready(timeout=90)
+
+    def wait_ready(self, timeout):
+        self.cluster.wait_ready(timeout=timeout)
 
     def restart(self, peer):
         # The soak's own session (see above).

@@ -198,16 +198,7 @@ class LocalCluster(PeerProcesses):
         return self
 
     def serve_command(self, peer):
-        return [
-            sys.executable, "-m", "api.cli", "serve",
-            "--raft-address", peer.raft,
-            "--raft-peers", ",".join(p.raft for p in self.peers),
-            "--http-address", f"{peer.host}:{peer.http_port}",
-            "--self-url", peer.url,
-            "--data-dir", peer.data_dir,
-            "--cluster-secret-file", self.secret_path,
-            *self.extra_args,
-        ]
+        return serve_command(peer, self.peers, self.secret_path, self.extra_args)
 
     def start_joining_peer(self):
         """Start one more peer, on the next free ports, to join this running cluster (it does
@@ -302,6 +293,21 @@ class LocalCluster(PeerProcesses):
                 "commitIndex": me.get("commitIndex"),
             })
         return rows
+
+
+def serve_command(peer, peers, secret_path, extra_args=()):
+    """`registry serve` for `peer` of a cluster of `peers` on this machine (each launcher may
+    put its own prefix in front, such as `ip netns exec`)."""
+    return [
+        sys.executable, "-m", "api.cli", "serve",
+        "--raft-address", peer.raft,
+        "--raft-peers", ",".join(p.raft for p in peers),
+        "--http-address", f"{peer.host}:{peer.http_port}",
+        "--self-url", peer.url,
+        "--data-dir", peer.data_dir,
+        "--cluster-secret-file", secret_path,
+        *extra_args,
+    ]
 
 
 def http_json(url, *, method="GET", body=None, timeout=2.0, headers=None):

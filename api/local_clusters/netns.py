@@ -7,7 +7,6 @@ The chaos env, `scripts/netns_cluster.py` and `scripts/soak.py --netns` use it.
 import json
 import os
 import secrets
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +15,7 @@ import requests
 from cluster.identity import read_secret_file, write_private
 
 from .. import tokens
-from .loopback import LocalPeer, PeerProcesses, tail  # noqa: F401  (tail: the chaos tests read peer logs with it)
+from .loopback import LocalPeer, PeerProcesses, serve_command, tail  # noqa: F401  (tail: the chaos tests read peer logs with it)
 from .namespaces import (  # noqa: F401  (the names callers of this module use with it)
     DEFAULT_SUBNET, HTTP_PORT, HUB_BRIDGE, RAFT_PORT, CommandFailed, NamespacedSession, NamespacesUnavailable,
     Topology, check_namespace_support, enter_namespace, ip,
@@ -127,17 +126,9 @@ class NetnsCluster(PeerProcesses):
         return self
 
     def serve_command(self, peer):
-        return [
-            "ip", "netns", "exec", peer.namespace,
-            sys.executable, "-m", "api.cli", "serve",
-            "--raft-address", peer.raft,
-            "--raft-peers", ",".join(p.raft for p in self.peers),
-            "--http-address", f"{peer.address}:{HTTP_PORT}",
-            "--self-url", peer.url,
-            "--data-dir", peer.data_dir,
-            "--cluster-secret-file", self.secret_path,
-            *self.serve_args,
-        ]
+        # `ip netns exec` execs the command in place, so the pid is the peer's own.
+        return ["ip", "netns", "exec", peer.namespace,
+                *serve_command(peer, self.peers, self.secret_path, self.serve_args)]
 
     def start_peer(self, peer, detach=False):
         # `ip netns exec` execs the command in place, so the pid is the peer's own.
