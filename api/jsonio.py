@@ -1,6 +1,8 @@
 """JSON in and out of requests, with orjson for speed and strictness (no NaN, no >64-bit ints)."""
 
+import bisect
 import io
+import itertools
 
 import orjson
 from flask import Response, request
@@ -34,8 +36,8 @@ STREAM_BLOCK_BYTES = 1024 * 1024
 
 
 def respond_encoded(body, status=200, headers=None):
-    """An answer whose JSON body is already encoded."""
-    if len(body) < STREAM_FROM_BYTES:
+    """An answer whose JSON body is already encoded: bytes, or an EncodedList's parts."""
+    if len(body) < STREAM_FROM_BYTES and type(body) is bytes:
         return Response(body, status=status, headers=headers, mimetype="application/json")
     response = Response(wsgi_body(request.environ, body), status=status, headers=headers,
                         mimetype="application/json", direct_passthrough=True)
@@ -45,26 +47,32 @@ def respond_encoded(body, status=200, headers=None):
 
 def wsgi_body(environ, body):
     """The WSGI iterable of a response body: large ones through the server's file wrapper."""
+    parts = [body] if type(body) is bytes else body.parts
     wrapper = environ.get("wsgi.file_wrapper")
     if wrapper is None or len(body) < STREAM_FROM_BYTES:
-        return [body]
-    return wrapper(_BytesFile(body), STREAM_BLOCK_BYTES)
+        return parts
+    return wrapper(_PartsFile(parts), STREAM_BLOCK_BYTES)
 
 
-class _BytesFile:
-    """A read-only file over bytes whose reads are views, not copies: waitress reads each block
-    it sends twice (once to try, once to skip what went out), and copies of megabytes each time
-    cost the heap more than the body itself."""
+class _PartsFile:
+    """A read-only file over bytes parts whose reads are views, not copies: waitress reads each
+    block it sends twice (once to try, once to skip what went out), and copies of megabytes each
+    time cost the heap more than the body itself. A read ends at the end of a part."""
 
-    def __init__(self, data):
-        self._view = memoryview(data)
+    def __init__(self, parts):
+        self._views = [memoryview(part) for part in parts if part]
+        self._starts = list(itertools.accumulate((len(view) for view in self._views), initial=0))
+        self._size = self._starts.pop()
         self._position = 0
 
     def read(self, size=-1):
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
-        chunk = self._view[self._position:end]
-        self._position = end
-        return chunk
+        if self._position >= self._size:
+            return b""
+        at = bisect.bisect_right(self._starts, self._position) - 1
+        view, offset = self._views[at], self._position - self._starts[at]
+        end = len(view) if size is None or size < 0 else min(len(view), offset + size)
+        self._position += end - offset
+        return view[offset:end]
 
     def seekable(self):
         return True
@@ -73,6 +81,6 @@ class _BytesFile:
         return self._position
 
     def seek(self, offset, whence=io.SEEK_SET):
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
         self._position = max(0, base + offset)
         return self._position

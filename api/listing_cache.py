@@ -6,16 +6,18 @@ instance list, and a change to one service's instances changes no other service'
 list is dropped only when what it covers changes: its slug's instances for a list filtered by
 slug, any instance otherwise, and the permits (they decide who sees what) for every list.
 
-Lists larger than MAX_BODY_BYTES are encoded for each request and not kept: at 100,000
-instances keeping the full list (or each record's bytes, tried first) cost 460-510 bytes of
-RSS per instance, a quarter of what an instance may cost in all, and one orjson call encodes
-it in about 70 ms.
+Lists of more than list_blocks.BLOCK_RECORDS records are kept as blocks instead
+(api/list_blocks.py): while anything changes a whole list is never valid for long, but most of
+its blocks are. Other lists larger than MAX_BODY_BYTES (few records, each large) are encoded for
+each request and not kept.
 """
 
 import collections
 import threading
 
 import orjson
+
+from . import list_blocks
 
 # Kept lists: at most this many, this many bytes in all, and none larger than MAX_BODY_BYTES.
 MAX_ENTRIES = 1024
@@ -28,6 +30,7 @@ class ListingCache:
         self._lock = threading.Lock()
         self._entries = collections.OrderedDict()  # key -> (version, index, body), least recent first
         self._bytes = 0
+        self._blocks = list_blocks.BlockEncodings()
 
     def listing(self, peer, filters, caller):
         """(X-Registry-Index, the encoded {"instances": [...]}) as peer.list_instances gives it."""
@@ -41,6 +44,8 @@ class ListingCache:
                 self._entries.move_to_end(key)
                 return found[1], found[2]
         index, records = peer.list_instances(filters, caller)  # under the state lock
+        if len(records) > list_blocks.BLOCK_RECORDS:
+            return index, self._blocks.encode(key, records)  # outside it
         body = orjson.dumps({"instances": records})  # outside it
         if len(body) <= MAX_BODY_BYTES:
             self._keep(key, (version, index, body))

@@ -95,7 +95,13 @@ class ScaleStage:
             out["fullListMs"] = {"median": round(statistics.median(full), 1), "max": round(max(full), 1),
                                  "samples": len(full), "bytes": size}
             out["oneInstanceFilterMs"] = {"median": round(statistics.median(one), 1), "max": round(max(one), 1)}
-            log(f"  RSS per instance {out['rssPerInstanceBytes']} B; full list {out['fullListMs']['median']} ms "
+            # Again now that the follower has served the full list: what the lists it keeps cost.
+            rss_listed = cluster.rss()
+            out["rssPerInstanceAfterFullListsBytes"] = {
+                str(i): round((rss_listed[i] - rss_before[i]) / a.instances) for i in rss_listed
+                if rss_listed[i] is not None and rss_before[i] is not None}
+            log(f"  RSS per instance {out['rssPerInstanceBytes']} B, after the full lists "
+                f"{out['rssPerInstanceAfterFullListsBytes']} B; full list {out['fullListMs']['median']} ms "
                 f"({size} bytes); one-instance filter {out['oneInstanceFilterMs']['median']} ms")
             out["churn"] = bench_churn.measure(
                 cluster, leader, follower, wrk, instances=a.instances, duration=a.duration,

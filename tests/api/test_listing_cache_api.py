@@ -6,7 +6,7 @@ import uuid
 
 import orjson
 
-from api import jsonio, listing_cache
+from api import jsonio, list_blocks, listing_cache
 
 
 def test_a_repeated_list_is_the_same_bytes_and_a_write_shows_at_once(app, client):
@@ -104,3 +104,24 @@ def test_a_list_too_large_to_keep_is_encoded_each_time_and_streamed(app, peer, c
     assert response.status_code == 201
     after = client.get(f"/registry-svc/instances?slug={slug}").json["instances"]
     assert next(r for r in after if r["id"] == f"{slug}-1")["details"] == "changed"
+
+
+def test_a_list_of_many_records_is_sent_from_blocks_of_which_a_change_encodes_one_again(app, peer, client,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(list_blocks, "BLOCK_RECORDS", 2)
+    monkeypatch.setattr(jsonio, "STREAM_FROM_BYTES", 200)  # through the server's file wrapper too
+    slug = "blocks-" + uuid.uuid4().hex[:8]
+    _registered(client, slug, count=7)
+    blocks = app.extensions["registry_listings"]._blocks
+    for query in (f"?slug={slug}", f"?slug={slug}&consistent"):  # the hot path, then Flask
+        listed = client.get(f"/registry-svc/instances{query}")
+        assert listed.status_code == 200
+        assert listed.data == orjson.dumps({"instances": peer.list_instances({"slug": slug})[1]})
+        assert listed.headers["Content-Length"] == str(len(listed.data))
+    encoded = blocks.blocks_encoded
+    assert client.put("/registry-svc/instance", json={"id": f"{slug}-3", "url": f"http://{slug}-3:80", "slug": slug,
+                                                      "details": "changed"}).status_code == 201
+    after = client.get(f"/registry-svc/instances?slug={slug}")
+    assert after.data == orjson.dumps({"instances": peer.list_instances({"slug": slug})[1]})
+    assert next(r for r in after.json["instances"] if r["id"] == f"{slug}-3")["details"] == "changed"
+    assert blocks.blocks_encoded == encoded + 1
