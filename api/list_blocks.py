@@ -10,9 +10,11 @@ encoded and its bytes, and a request encodes again only the blocks whose records
 the same objects. A new or removed id changes only its own block, since the cuts are ids, not
 positions.
 
-Blocks are kept for at most MAX_LISTS lists and MAX_BYTES in all, least recently used first:
-at 100,000 instances of ~450 encoded bytes one full list (46 MB, 460 bytes per instance) fits,
-and at a million the budget still bounds what is kept while the list is encoded per request.
+A list is kept only from its second request on (a one-off list, such as a count a script takes
+once, costs no memory afterwards), for at most MAX_LISTS lists and MAX_BYTES in all, least
+recently used first: at 100,000 instances of ~450 encoded bytes one full list (46 MB, 460 bytes
+per instance) fits, and at a million the budget still bounds what is kept while the list is
+encoded per request.
 """
 
 import bisect
@@ -27,6 +29,8 @@ import orjson
 BLOCK_RECORDS = 4096
 MAX_LISTS = 4
 MAX_BYTES = 64 * 1024 * 1024
+# Lists asked for once are remembered (not kept) this many at a time, so a second request finds them.
+REMEMBERED_KEYS = 64
 
 _OPEN = b'{"instances":['
 _CLOSE = b"]}"
@@ -74,17 +78,26 @@ class _KeptList:
 
 
 class BlockEncodings:
-    def __init__(self, max_lists=MAX_LISTS, max_bytes=MAX_BYTES):
+    def __init__(self, max_lists=MAX_LISTS, max_bytes=MAX_BYTES, keep_from_request=2):
         self._lock = threading.Lock()
         self._lists = collections.OrderedDict()  # key -> _KeptList, least recently used first
+        self._asked = collections.OrderedDict()  # key -> requests so far, for lists not kept yet
         self._max_lists = max_lists
         self._max_bytes = max_bytes
+        self._keep_from_request = keep_from_request
         self.blocks_encoded = 0  # tests check that unchanged blocks are not encoded again
 
     def encode(self, key, records):
         """The EncodedList of `records` (a list in id order), from kept blocks where they still hold."""
         with self._lock:
             kept = self._lists.get(key)
+            if kept is None:
+                asked = self._asked.pop(key, 0) + 1
+                if asked < self._keep_from_request:
+                    self._asked[key] = asked
+                    while len(self._asked) > REMEMBERED_KEYS:
+                        self._asked.popitem(last=False)
+                    return EncodedList([orjson.dumps({"instances": records})])
         runs = None if kept is None else kept.slices(records)
         if runs is None or _unbalanced(kept, records, runs):
             kept = _KeptList(records)

@@ -24,7 +24,7 @@ def expected(listed):
 
 
 def test_every_shape_of_list_encodes_as_one_call_would():
-    encodings = list_blocks.BlockEncodings()
+    encodings = list_blocks.BlockEncodings(keep_from_request=1)
     for count in (0, 1, 4, 5, 17):
         listed = records([f"i{n:03}" for n in range(count)])
         assert bytes(encodings.encode(("k", count), listed)) == expected(listed)
@@ -32,7 +32,7 @@ def test_every_shape_of_list_encodes_as_one_call_would():
 
 
 def test_only_the_block_of_a_changed_record_is_encoded_again():
-    encodings = list_blocks.BlockEncodings()
+    encodings = list_blocks.BlockEncodings(keep_from_request=1)
     listed = records([f"i{n:03}" for n in range(16)])
     encodings.encode("k", listed)
     assert encodings.blocks_encoded == 4
@@ -45,7 +45,7 @@ def test_only_the_block_of_a_changed_record_is_encoded_again():
 
 
 def test_an_equal_record_that_is_another_object_is_encoded_again():
-    encodings = list_blocks.BlockEncodings()
+    encodings = list_blocks.BlockEncodings(keep_from_request=1)
     listed = records(["a", "b"]) + [{"id": "c", "port": 1}]
     encodings.encode("k", listed + records(["d", "e"]))
     # Equal to the old record, encoded differently: identity decides, not equality.
@@ -54,7 +54,7 @@ def test_an_equal_record_that_is_another_object_is_encoded_again():
 
 
 def test_a_new_or_removed_id_touches_only_its_own_block():
-    encodings = list_blocks.BlockEncodings()
+    encodings = list_blocks.BlockEncodings(keep_from_request=1)
     ids = [f"i{n:03}" for n in range(0, 32, 2)]  # 16 ids, 4 blocks of 4
     listed = records(ids)
     encodings.encode("k", listed)
@@ -67,7 +67,7 @@ def test_a_new_or_removed_id_touches_only_its_own_block():
 
 
 def test_random_changes_always_give_the_bytes_of_one_call():
-    encodings = list_blocks.BlockEncodings()
+    encodings = list_blocks.BlockEncodings(keep_from_request=1)
     rng = random.Random(7)
     state = {f"i{n:04}": {"id": f"i{n:04}", "n": n} for n in range(0, 400, 3)}
     for step in range(300):
@@ -83,14 +83,14 @@ def test_random_changes_always_give_the_bytes_of_one_call():
 def test_blocks_beyond_the_budget_are_dropped_least_recently_used_first():
     listed = records([f"i{n:03}" for n in range(8)])
     one_list = len(expected(listed))
-    encodings = list_blocks.BlockEncodings(max_lists=4, max_bytes=int(one_list * 1.5))
+    encodings = list_blocks.BlockEncodings(max_lists=4, max_bytes=int(one_list * 1.5), keep_from_request=1)
     encodings.encode("first", listed)
     encodings.encode("second", listed)  # the first no longer fits beside it
     encodings.encode("second", listed)
     assert encodings.blocks_encoded == 4
     encodings.encode("first", listed)
     assert encodings.blocks_encoded == 6
-    too_large = list_blocks.BlockEncodings(max_bytes=10)
+    too_large = list_blocks.BlockEncodings(max_bytes=10, keep_from_request=1)
     assert bytes(too_large.encode("k", listed)) == expected(listed)
     assert bytes(too_large.encode("k", listed)) == expected(listed)
     assert too_large.blocks_encoded == 4  # never kept: encoded for each request
@@ -106,3 +106,14 @@ def test_the_parts_file_reads_views_up_to_each_part_and_seeks_over_all():
     assert bytes(file.read(2)) == b"ef" and file.tell() == 6
     file.seek(-1, 1)
     assert bytes(file.read()) == b"fg"
+
+
+def test_a_list_is_kept_from_its_second_request_on():
+    encodings = list_blocks.BlockEncodings()
+    listed = records([f"i{n:03}" for n in range(8)])
+    assert bytes(encodings.encode("once", listed)) == expected(listed)
+    assert encodings.blocks_encoded == 0  # encoded whole, and nothing kept
+    assert bytes(encodings.encode("once", listed)) == expected(listed)
+    assert encodings.blocks_encoded == 2
+    assert bytes(encodings.encode("once", listed)) == expected(listed)
+    assert encodings.blocks_encoded == 2
