@@ -7,9 +7,10 @@ URL matching, hooks and a Response object, none of which these answers need. Her
 the same steps as plain calls: the token, the permission, the body or the filters, the commit
 or the listing, then the same headers, metrics and access line.
 
-Both take their routes from api/instances.py and run the same steps as its views. Whatever Flask would refuse before a write is committed (no token, no
-permission, a body too large, bad JSON, a refused field, a bad filter, a read option) is handed
-to Flask with the body intact, so each error has exactly one source and one wording. Once a write
+Both take their routes from api/instances.py and register or list through the same functions as
+its views. Whatever Flask would refuse before a write is committed (no token, no permission, a
+body too large, bad JSON, a refused field, a bad filter, a read option) is handed to Flask with
+the body intact, so each error has exactly one source and one wording. Once a write
 was submitted its outcome is answered here. Anything else that goes wrong is a bug: a 500 with an
 incident id in the log, as on the Flask path, never a silent second try through Flask.
 """
@@ -24,7 +25,6 @@ import orjson
 from werkzeug.http import HTTP_STATUS_CODES
 
 from cluster.submit import WriteUnavailable
-from registry import instances
 from registry.errors import ValidationError
 from registry.permissions import INSTANCE_EDIT, INSTANCE_VIEW
 
@@ -32,7 +32,7 @@ from . import logs
 from .auth import caller_of, check_permission
 from .consistency import OPTION_NAMES
 from .errors import RETRY_AFTER_SECONDS, ApiError, report_unexpected
-from .instances import LIST, REGISTER
+from .instances import LIST, REGISTER, listing, register
 from .jsonio import wsgi_body
 from .results import registry_headers, result_status
 
@@ -81,13 +81,14 @@ class HotPath:
         try:
             caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
             check_permission(self._peer, caller, INSTANCE_EDIT)
-            fields = instances.validate_registration(orjson.loads(raw))
+            payload = orjson.loads(raw)
         except REFUSALS:
-            environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again and says what is wrong
-            return self.flask_wsgi_app(environ, start_response)
+            return self._refused_write(environ, start_response, raw)
         extra, index = [], None
         try:
-            result = self._peer.register_instance(fields, caller)
+            result = register(self._peer, caller, payload)
+        except ValidationError:
+            return self._refused_write(environ, start_response, raw)
         except WriteUnavailable as error:
             self._metrics.write_failure(error.outcome_unknown)
             status, problem = 503, error.message
@@ -110,15 +111,20 @@ class HotPath:
                 return self.flask_wsgi_app(environ, start_response)  # read options: consistency.py's work
             caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
             check_permission(self._peer, caller, INSTANCE_VIEW)
-            filters = instances.validate_filters(pairs)
         except REFUSALS:
             return self.flask_wsgi_app(environ, start_response)  # Flask repeats the checks and answers the error
         try:
-            index, body = self._listings.listing(self._peer, filters, caller)
+            index, body = listing(self._listings, self._peer, caller, pairs)
+        except ValidationError:
+            return self.flask_wsgi_app(environ, start_response)  # a refused filter, in Flask's words
         except Exception:
             body = orjson.dumps({"error": report_unexpected("GET", LIST[1])})
             return self._answer(environ, start_response, LIST[2], started, caller, 500, body, None, [])
         return self._answer(environ, start_response, LIST[2], started, caller, 200, body, index, [])
+
+    def _refused_write(self, environ, start_response, raw):
+        environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again and says what is wrong
+        return self.flask_wsgi_app(environ, start_response)
 
     def _answer(self, environ, start_response, endpoint, started, caller, status, body, index, extra):
         request_id = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))

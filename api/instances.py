@@ -19,11 +19,22 @@ REGISTER = ("PUT", "/registry-svc/instance", "instances.register_instance")
 LIST = ("GET", "/registry-svc/instances", "instances.list_instances")
 
 
+def register(peer, caller, body):
+    """The apply result of registering the decoded JSON `body` for an allowed caller: the one
+    way both this view and the hot path register (ValidationError for a refused body)."""
+    return peer.register_instance(instances.validate_registration(body), caller)
+
+
+def listing(listings, peer, caller, pairs):
+    """(X-Registry-Index, the encoded list) for the query `pairs` of an allowed caller: the one
+    way both this view and the hot path list (ValidationError for a refused filter)."""
+    return listings.listing(peer, instances.validate_filters(pairs), caller)
+
+
 @blueprint.route(REGISTER[1], methods=[REGISTER[0]])
 @requires(INSTANCE_EDIT)
 def register_instance():
-    fields = instances.validate_registration(read_json(required=True))
-    result = current_peer().register_instance(fields, current_caller())
+    result = register(current_peer(), current_caller(), read_json(required=True))
     return write_answer(result, 201, {})
 
 
@@ -31,9 +42,8 @@ def register_instance():
 @requires(INSTANCE_VIEW)
 @reads(INSTANCES, slug_of=lambda pairs: instances.validate_filters(pairs).get("slug"))
 def list_instances():
-    filters = instances.validate_filters(g.query_pairs)
-    index, body = current_app.extensions["registry_listings"].listing(current_peer(), filters, current_caller())
-    g.read_index = index
+    g.read_index, body = listing(current_app.extensions["registry_listings"], current_peer(), current_caller(),
+                                 g.query_pairs)
     return respond_encoded(body)
 
 
@@ -49,5 +59,5 @@ def remove_instance(instance_id):
 def renew_instance(instance_id):
     """Extension: the instance says it is alive (Consul TTL check, Eureka renewal)."""
     fields = instances.validate_heartbeat(read_json(required=False))
-    result = current_peer().renewals.renew(instance_id, fields, current_caller())
+    result = current_peer().renew_instance(instance_id, fields, current_caller())
     return write_answer(result, 200, {})

@@ -48,9 +48,8 @@ class PeerCollector:
         yield _by_status("registry_instances", "Instances by status", self.peer.instance_counts_by_status())
         yield _by_status("registry_nodes", "Nodes by status", collections.Counter(
             r.get("status", "Unknown") for r in self.peer.list_nodes_with_status()[1]))
-        scanner = self.peer.scanner
-        yield CounterMetricFamily("registry_scan_cycles", "Instance scan cycles run here", value=scanner.cycles)
-        last = scanner.last_cycle
+        cycles, last = self.peer.scan_progress()
+        yield CounterMetricFamily("registry_scan_cycles", "Instance scan cycles run here", value=cycles)
         yield GaugeMetricFamily("registry_scan_last_cycle_seconds", "Duration of the last scan cycle",
                                 value=(last.duration_ms / 1000) if last else 0.0)
         yield GaugeMetricFamily("registry_scan_last_cycle_instances", "Instances checked in the last scan cycle",

@@ -4,7 +4,6 @@ code cannot tell (operation ids, permissions, statuses, parameters), keyed by Fl
 
 import dataclasses
 
-from cluster.membership import ADD_PEER_REQUEST
 from registry import fields as f
 from registry.instances import FILTERS, ID, REGISTRATION, HEARTBEAT, STATUSES
 from registry.nodes import LIST_REQUEST
@@ -14,6 +13,7 @@ from registry.permissions import (
 )
 
 from .openapi_schemas import field_schema
+from .operations import ADD_PEER_REQUEST
 
 
 # -- Parameters and headers -----------------------------------------------------------------------

@@ -2,11 +2,12 @@
 validators read requests with (registry/fields.py), and the response schemas, written once.
 """
 
-from cluster.membership import ADD_PEER_REQUEST
 from registry import fields as f
 from registry.instances import HEARTBEAT, REGISTRATION
 from registry.nodes import LIST_REQUEST
 from registry.permissions import PERMISSIONS, PERMIT, PERMITS
+
+from .operations import ADD_PEER_REQUEST
 
 
 _NOT_NULL = {"not": {"type": "null"}}

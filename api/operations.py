@@ -3,7 +3,10 @@
 from flask import Blueprint
 
 from cluster import membership
+from cluster.config import split_address
 from cluster.submit import WriteUnavailable
+from registry import errors, fields
+from registry.errors import ValidationError
 from registry.permissions import CLUSTER_ADMIN, NODE_VIEW
 
 from .auth import requires
@@ -12,6 +15,31 @@ from .jsonio import read_json, respond
 from .results import current_peer
 
 blueprint = Blueprint("operations", __name__)
+
+ADD_PEER_REQUEST = fields.Body(
+    "AddClusterPeerRequest",
+    {"raft": fields.Text(300, "The new peer's Raft address, host:port (port 1..65535).", example="10.0.0.4:21337")},
+    "Extension: adds a peer, started with --join, to the Raft cluster.",
+    required=("raft",),
+)
+
+
+def validate_address(body):
+    ADD_PEER_REQUEST.check_shape(body)
+    address = ADD_PEER_REQUEST.read(body, "raft")
+    if address is None:
+        raise ValidationError("field 'raft' is required: the peer's Raft address, host:port")
+    try:
+        split_address(address, "field 'raft'")
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+    return address
+
+
+def _membership_refusal(error):
+    if error.code == membership.UNAVAILABLE:
+        return unavailable(error.message)
+    return ApiError({errors.NOT_FOUND: 404, errors.CONFLICT: 409}[error.code], error.message)
 
 
 @blueprint.get("/healthz")
@@ -67,11 +95,11 @@ def cluster_members():
 @requires(CLUSTER_ADMIN)
 def add_cluster_peer():
     """Extension: add a peer (started with --join) to the Raft cluster."""
-    address = membership.validate_address(read_json(required=True))
+    address = validate_address(read_json(required=True))
     try:
-        result = membership.add_peer(current_peer(), address, _membership_deadline())
+        result = current_peer().add_member(address, _membership_deadline())
     except membership.MembershipError as error:
-        raise ApiError(error.status, error.message) from None
+        raise _membership_refusal(error) from None
     return respond(result, 201 if result["added"] else 200)
 
 
@@ -80,7 +108,7 @@ def add_cluster_peer():
 def remove_cluster_peer(raft_address):
     """Extension: remove a peer from the Raft cluster (a leader hands leadership off first)."""
     try:
-        result = membership.remove_peer(current_peer(), raft_address, _membership_deadline())
+        result = current_peer().remove_member(raft_address, _membership_deadline())
     except membership.MembershipError as error:
-        raise ApiError(error.status, error.message) from None
+        raise _membership_refusal(error) from None
     return respond(result)

@@ -21,8 +21,8 @@ import time
 
 from pysyncobj import FAIL_REASON
 
-from registry import commands, fields
-from registry.errors import ValidationError
+from registry import commands
+from registry.errors import CONFLICT, NOT_FOUND
 
 from .config import split_address
 from .identity import ConfigurationError, write_private
@@ -38,10 +38,16 @@ HANDOFF_RETRY_SECONDS = 3.0
 
 
 class MembershipError(Exception):
-    def __init__(self, status, message):
+    """A change that was not made: `code` is NOT_FOUND (no such member), CONFLICT (not possible
+    as the cluster stands) or UNAVAILABLE (not made in time: retry)."""
+
+    def __init__(self, code, message):
         super().__init__(message)
-        self.status = status
+        self.code = code
         self.message = message
+
+
+UNAVAILABLE = "unavailable"
 
 
 # -- the members file ---------------------------------------------------------------------------
@@ -101,27 +107,7 @@ def replay(partners, entries, self_address):
     return result
 
 
-# -- changes through the API --------------------------------------------------------------------
-
-ADD_PEER_REQUEST = fields.Body(
-    "AddClusterPeerRequest",
-    {"raft": fields.Text(300, "The new peer's Raft address, host:port (port 1..65535).", example="10.0.0.4:21337")},
-    "Extension: adds a peer, started with --join, to the Raft cluster.",
-    required=("raft",),
-)
-
-
-def validate_address(body):
-    ADD_PEER_REQUEST.check_shape(body)
-    address = ADD_PEER_REQUEST.read(body, "raft")
-    if address is None:
-        raise ValidationError("field 'raft' is required: the peer's Raft address, host:port")
-    try:
-        split_address(address, "field 'raft'")
-    except ValueError as error:
-        raise ValidationError(str(error)) from None
-    return address
-
+# -- changes ----------------------------------------------------------------------------------
 
 def add_peer(peer, address, timeout):
     replica = peer.replica
@@ -141,16 +127,16 @@ def _require_listening(address):
     try:
         socket.create_connection((host, port), timeout=CONNECT_CHECK_SECONDS).close()
     except OSError as error:
-        raise MembershipError(409, f"nothing answers at {address} ({error.strerror or error}): start the new peer "
+        raise MembershipError(CONFLICT, f"nothing answers at {address} ({error.strerror or error}): start the new peer "
                                    "with --join first, then add it") from None
 
 
 def remove_peer(peer, address, timeout):
     replica = peer.replica
     if address not in replica.members:
-        raise MembershipError(404, f"{address} is not a member; members are {', '.join(replica.members)}")
+        raise MembershipError(NOT_FOUND, f"{address} is not a member; members are {', '.join(replica.members)}")
     if len(replica.members) == 1:
-        raise MembershipError(409, "the last member cannot be removed")
+        raise MembershipError(CONFLICT, "the last member cannot be removed")
     deadline = time.monotonic() + timeout
     while replica.leader_address == address:
         _hand_off_leadership(peer, address, deadline)
@@ -171,10 +157,10 @@ def _hand_off_leadership(peer, leader, deadline):
             try:
                 peer.submit(commands.leader_handoff(leader))
             except WriteUnavailable as error:
-                raise MembershipError(503, f"could not ask the leader to hand off: {error.message}") from None
+                raise MembershipError(UNAVAILABLE, f"could not ask the leader to hand off: {error.message}") from None
             asked_at = time.monotonic()
         time.sleep(RETRY_PAUSE_SECONDS)
-    raise MembershipError(503, f"{leader} leads and did not hand leadership off in time (no other peer was "
+    raise MembershipError(UNAVAILABLE, f"{leader} leads and did not hand leadership off in time (no other peer was "
                                "fully caught up); retry")
 
 
@@ -200,7 +186,7 @@ def _change(peer, change, address, deadline):
             "the leader refused it for now (another membership change is in flight, or it was just elected)",
             None: "it was not confirmed in time"}.get(last_reason, f"it failed ({last_reason})")
     verb = "adding" if change == "add" else "removing"
-    raise MembershipError(503, f"{verb} {address}: {what}; check GET /registry-svc/cluster and retry")
+    raise MembershipError(UNAVAILABLE, f"{verb} {address}: {what}; check GET /registry-svc/cluster and retry")
 
 
 class ChangeWaiter:

@@ -1,20 +1,21 @@
-"""A registry peer: its replica, its write path and its own node heartbeat, wired together."""
+"""A registry peer: its replica, its write path and its own node heartbeat, wired together
+behind the face the HTTP layer sees (cluster/face.py); its reads are cluster/peer_reads.py."""
 
-import dataclasses
 import logging
 import random
 import threading
 import time
-from typing import Optional, Tuple
 
 import orjson
 
-from registry import commands, health
+from registry import commands
 from registry.permissions import SYSTEM
 
 from . import identity, membership
 from .checkpoints import CheckpointProposer
 from .config import PeerConfig, RaftTimings
+from .face import PeerStatus
+from .peer_reads import PeerReads
 from .renewals import RenewalCoalescer
 from .replica import RegistryReplica
 from .scanner import InstanceScanner
@@ -33,27 +34,7 @@ _command_ids = random.Random()
 FIRST_REPORT_RETRY_SECONDS = 0.5
 
 
-@dataclasses.dataclass(frozen=True)
-class PeerStatus:
-    """What the HTTP layer may know of its peer's Raft side, read at one moment."""
-
-    role: str  # leader, follower, candidate
-    term: int
-    commit_index: int
-    applied_index: int  # Raft's (no-ops and barriers too)
-    state_index: int  # the last registry command applied
-    leader: Optional[str]  # the live leader's Raft address, None when none is known
-    leader_commit_index: Optional[int]
-    last_contact_ms: int
-    leader_changes: int
-    members: Tuple[str, ...]
-    caught_up: bool
-    divergence: Optional[str]  # why this replica may differ from the cluster's
-    checkpoints_verified: int
-    writes_resubmitted: int  # batches sent again after a leader change left their outcome unknown
-
-
-class Peer:
+class Peer(PeerReads):
     def __init__(self, config: PeerConfig, timings: RaftTimings = RaftTimings(), *, gpu_probe=None):
         self.config = config
         self.started_monotonic = time.monotonic()
@@ -69,6 +50,7 @@ class Peer:
             compact_after_entries=config.compact_after_entries, joining=config.join,
             sync_journal=config.sync_journal,
         )
+        self.state = self.replica.state
         self.committer = GroupCommitter(self.replica, resubmittable=commands.resubmittable)
         self.self_report = SelfReport(
             node_id=self.node_id, url=self.url, region=config.region,
@@ -124,6 +106,16 @@ class Peer:
     def set_permits(self, permits, caller=SYSTEM):
         return self.submit(commands.set_permits(permits, caller))
 
+    def renew_instance(self, instance_id, fields, caller=SYSTEM):
+        """An instance's heartbeat, coalesced with others' into one command (cluster/renewals.py)."""
+        return self.renewals.renew(instance_id, fields, caller)
+
+    def add_member(self, address, timeout):
+        return membership.add_peer(self, address, timeout)
+
+    def remove_member(self, address, timeout):
+        return membership.remove_peer(self, address, timeout)
+
     def report_self(self):
         record = self.self_report.record(self.replica.raft_info())
         return self.submit(commands.report_node(record, time.time_ns()))
@@ -146,62 +138,7 @@ class Peer:
                            else time.monotonic() + FIRST_REPORT_RETRY_SECONDS)
             self._stop.wait(max(0.0, next_report - time.monotonic()))
 
-    # -- reads --------------------------------------------------------------------------------
-
-    # Each read returns (index, data): the Raft index of the last command the data reflects.
-
-    def list_instances(self, filters, who=SYSTEM):
-        """(the Raft index of the last change to what `filters` select, the matching records)."""
-        _, listed = self.replica.read(
-            lambda state: (state.instances_changed_index(filters), state.list_instances(filters, who)))
-        return listed
-
-    def instance_counts_by_status(self):
-        return self.replica.read(lambda state: state.instance_counts_by_status())[1]
-
-    def instances_version(self, filters):
-        """What a list of `filters` depends on, read without waiting for the state lock: the
-        last change to what they select, and to the permits (they decide who sees what)."""
-        return self.replica.peek(
-            lambda state: (state.instances_changed_index(filters), state.kind_index[commands.PERMITS]))
-
-    def wait_for_change(self, kind, after_index, timeout, slug=None):
-        return self.replica.wait_for_change(kind, after_index, timeout, slug=slug)
-
-    def permits(self):
-        return self.replica.read(lambda state: [dict(p) for p in state.permits], commands.PERMITS)
-
-    def snapshot(self):
-        """A consistent copy of the whole registry, as of a read barrier: the backup format."""
-        self.read_barrier()
-        _, snapshot = self.replica.read(lambda state: state.to_snapshot())
-        # The command ids answer re-submissions to this cluster; a restored one starts afresh.
-        del snapshot["sessions"]
-        return snapshot
-
-    def read_barrier(self):
-        """Return once this replica holds every write committed before the call (linearizable
-        reads): a no-op through the Raft log, so a leader cut off from the majority cannot pass."""
-        self.submit(commands.read_barrier())
-
-    def list_nodes(self, ids=None):
-        return self.replica.read(lambda state: state.list_nodes(ids), commands.NODES)
-
-    def list_nodes_with_status(self, ids=None):
-        """Node records with `status`: Stale once three heartbeat periods pass without a report."""
-        index, records = self.list_nodes(ids)
-        now = time.time_ns()
-        period = self.config.heartbeat_seconds
-        return index, [dict(r, status=health.node_status(r, now, period)) for r in records]
-
-    def node(self, url):
-        return self.replica.read(lambda state: state.nodes.get(url), commands.NODES)
-
-    def self_node(self):
-        index, record = self.node(self.url)
-        if record is not None:
-            record = dict(record, status=health.node_status(record, time.time_ns(), self.config.heartbeat_seconds))
-        return index, record
+    # -- status ---------------------------------------------------------------------------------
 
     def status(self):
         replica = self.replica
@@ -214,16 +151,13 @@ class Peer:
             checkpoints_verified=replica.checkpoints.verified,
             writes_resubmitted=self.committer.resubmitted_batches)
 
+    def scan_progress(self):
+        """(scan cycles run here, the last cycle's ScanCycle or None)."""
+        return self.scanner.cycles, self.scanner.last_cycle
+
     def known_leader(self):
         """The live leader's Raft address, or None: the one status field every answer carries."""
         return self.replica.leader_address
-
-    def state_index(self):
-        return self.replica.state_index
-
-    def grants(self, caller):
-        """What `caller` may do under the permits this peer's replica holds now."""
-        return self.replica.read(lambda state: state.grants(caller))[1]
 
     def corrupt_state_for_test(self):
         """Only behind REGISTRY_TEST_HOOKS: drop one instance from this replica alone, bypassing

@@ -1,8 +1,8 @@
 """One peer's PySyncObj replica of the registry state.
 
-The state lives in a `RegistryState` guarded by a lock: the Raft thread applies committed
-batches under it and HTTP threads read under it. Records are replaced, never mutated, so a
-reader may keep the records it copied out after releasing the lock.
+The state lives in a `WatchedState` (cluster/watched_state.py): the Raft thread applies
+committed batches to it and HTTP threads read and wait on it. Records are replaced, never
+mutated, so a reader may keep the records it copied out after releasing the lock.
 
 Full dumps are written by our own serializer (cluster/replica_dumps.py); the transport and its
 work-arounds of PySyncObj are in cluster/transport.py.
@@ -12,20 +12,19 @@ import logging
 import os
 import pickle
 import struct
-import threading
 import time
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.serializer import SERIALIZER_STATE
 
 from registry import commands as registry_commands
-from registry.state import RegistryState, digest_of, snapshot_of
 
 from . import dumps, durability, membership
 from .checkpoints import CheckpointLedger
 from .identity import ConfigurationError
 from .replica_dumps import FullDumpHooks
 from .transport import ContactTrackingTransport
+from .watched_state import WatchedState
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +41,8 @@ class RegistryReplica(FullDumpHooks, SyncObj):
     def __init__(self, raft_address, partners, *, data_dir, password, timings, compact_after_entries=5000,
                  on_state_changed=None, joining=False, sync_journal=True):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
-        self._registry = RegistryState()
-        self._lock = threading.Lock()
+        self.state = WatchedState()
         self.checkpoints = CheckpointLedger()
-        # One condition per kind of data: a blocking read wakes only when its kind changes.
-        self._changed = {kind: threading.Condition() for kind in self._registry.kind_index}
-        # Blocking reads filtered by slug wait on their slug's own condition: slug -> [it, waiters].
-        self._slug_waits = {}
-        self._slug_waits_lock = threading.Lock()
-        self._digest_cache = None
         self._user_state_callback = on_state_changed
         self._dump_path = os.path.join(data_dir, dumps.FILE_NAME)
         self._data_dir = data_dir
@@ -109,22 +101,7 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         self._commands_since_dump += len(commands)
         if self._sync_journal is not None and not self._SyncObj__otherNodes:
             self._sync_journal()  # a single peer commits without sending: flush before answering
-        taken = []
-        with self._lock:
-            before = dict(self._registry.kind_index)
-            results = []
-            for command in commands:
-                results.append(self._registry.apply(command, index))
-                if isinstance(command, dict) and command.get("type") == registry_commands.CHECKPOINT:
-                    taken.append((command.get("id"), self._registry.copy_parts()))
-            changed = [kind for kind, at in self._registry.kind_index.items() if at != before[kind]]
-            touched_slugs = self._registry.instance_index.take_touched_slugs()
-            self._digest_cache = None
-        for kind in changed:
-            with self._changed[kind]:
-                self._changed[kind].notify_all()
-        if touched_slugs and self._slug_waits:
-            self._wake_slug_watchers(touched_slugs)
+        results, taken = self.state.apply(commands, index)
         for checkpoint_id, parts in taken:
             self.checkpoints.taken(checkpoint_id, parts)
         for command in commands:
@@ -146,72 +123,16 @@ class RegistryReplica(FullDumpHooks, SyncObj):
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def read(self, query, kind=None):
-        """(index, query(state)), both taken under the state lock, so the index is exactly the
-        version of the data returned: the last change to `kind` of data, or to anything when
-        kind is None. query must return data it will not mutate later."""
-        with self._lock:
-            index = self._registry.index if kind is None else self._registry.kind_index[kind]
-            return index, query(self._registry)
-
-    def peek(self, query):
-        """query(state) without the lock: only for single dict and attribute reads, which the
-        interpreter lock makes atomic, never for iterating what apply changes."""
-        return query(self._registry)
-
-    def wait_for_change(self, kind, after_index, timeout, slug=None):
-        """Block (without polling) until `kind` of data changed at a Raft index above
-        after_index (with `slug`: that slug's instances did), or timeout passed; True if it did."""
-        if slug is None:
-            condition = self._changed[kind]
-            with condition:
-                return condition.wait_for(lambda: self._registry.kind_index[kind] > after_index, timeout)
-        with self._slug_waits_lock:
-            waits = self._slug_waits.setdefault(slug, [threading.Condition(), 0])
-            waits[1] += 1
-        try:
-            with waits[0]:
-                return waits[0].wait_for(
-                    lambda: self._registry.instance_index.slug_index(slug) > after_index, timeout)
-        finally:
-            with self._slug_waits_lock:
-                waits[1] -= 1
-                if not waits[1]:
-                    del self._slug_waits[slug]
-
-    def _wake_slug_watchers(self, slugs):
-        with self._slug_waits_lock:
-            conditions = [self._slug_waits[slug][0] for slug in slugs if slug in self._slug_waits]
-        for condition in conditions:
-            with condition:
-                condition.notify_all()
-
     def corrupt_state_for_test(self):
         """Drop the first instance from this replica alone (never through Raft); its id, or None."""
-        with self._lock:
-            record = next(iter(self._registry.instances.values()), None)
-            if record is not None:
-                self._registry.drop_instance(record)
-                self._digest_cache = None
-        return None if record is None else record["id"]
+        return self.state.drop_first_instance_for_test()
 
     @property
     def state_index(self):
-        return self._registry.index
+        return self.state.index
 
     def state_digest(self):
-        with self._lock:
-            cached = self._digest_cache
-            if cached is not None and cached["index"] == self._registry.index:
-                return dict(cached)
-            # Only the copy is taken under the lock the Raft thread applies under; sorting and
-            # hashing a large state happen outside it.
-            parts = self._registry.copy_parts()
-        digest = digest_of(snapshot_of(parts))
-        with self._lock:
-            if self._registry.index == digest["index"]:
-                self._digest_cache = digest
-        return dict(digest)
+        return self.state.digest()
 
     # -- membership -------------------------------------------------------------------------------
 

@@ -30,8 +30,7 @@ class FullDumpHooks:
         PySyncObj, which trims its log only once the dump is on disk.
         """
         last_entry, previous_entry, cluster = raft_data
-        with self._lock:
-            parts = self._registry.copy_parts()
+        parts = self.state.copy_parts()
         self._commands_since_dump = 0
         # PySyncObj renames `path` over the dump once this returns. Leave nothing there to rename
         # (it then counts the call as failed, and _dump_progress overrides that).
@@ -72,15 +71,7 @@ class FullDumpHooks:
         if document is None:  # a dump that arrived from the leader since start
             document = dumps.read(path)
         state = RegistryState.from_snapshot(document["state"])
-        with self._lock:
-            self._registry = state
-            self._digest_cache = None
-        for condition in self._changed.values():
-            with condition:
-                condition.notify_all()
-        with self._slug_waits_lock:
-            watched = list(self._slug_waits)
-        self._wake_slug_watchers(watched)
+        self.state.replace(state)
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
         # PySyncObj makes the dump's member list the topology. At start the members file (what

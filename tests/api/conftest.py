@@ -4,6 +4,7 @@ from api import tokens
 from api.app import create_app
 from cluster.config import PeerConfig
 from cluster.peer import Peer
+from tests.fake_peer import FakePeer
 from tests.ports import free_port
 from tests.waiting import wait_until
 
@@ -12,6 +13,17 @@ MAX_BODY = 64 * 1024
 
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory):
+    """A peer without Raft (tests/fake_peer.py) behind the HTTP layer: for the tests about HTTP
+    (status codes, validation, headers, auth, the hot path). A module about the real peer
+    overrides this with `real_peer`."""
+    fake = FakePeer(heartbeat_seconds=3600, scan_interval_seconds=3600, max_body_bytes=MAX_BODY,
+                    data_dir=str(tmp_path_factory.mktemp("fake-peer")))
+    fake.report_self()
+    return fake
+
+
+@pytest.fixture(scope="module")
+def real_peer(tmp_path_factory):
     """One real single-peer cluster in this process: real PySyncObj, real files."""
     config = PeerConfig(
         raft_address=f"127.0.0.1:{free_port()}",

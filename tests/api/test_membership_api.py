@@ -1,7 +1,15 @@
 """/registry-svc/cluster/peers on a single real peer: answers that need no second process."""
 
+import pytest
+
 from cluster import membership
 from tests.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def peer(real_peer):
+    """Membership of a real Raft cluster."""
+    return real_peer
 
 
 def test_members_are_listed_for_users(peer, client_for):

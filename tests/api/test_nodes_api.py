@@ -6,6 +6,12 @@ import pytest
 from registry import commands
 
 
+@pytest.fixture(scope="module")
+def peer(real_peer):
+    """The real peer's own node record: its id on disk, its Raft address."""
+    return real_peer
+
+
 def test_self_node_is_this_peer_with_real_readings(client, peer):
     response = client.get("/registry-svc/node/self")
     assert response.status_code == 200

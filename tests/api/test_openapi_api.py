@@ -11,6 +11,7 @@ from openapi_spec_validator import validate as validate_openapi
 from werkzeug.routing import Map, Rule
 
 from api import auth, consistency, openapi
+from api.operations import validate_address
 from cluster import membership
 from registry import fields as f
 from registry.errors import ValidationError
@@ -214,7 +215,7 @@ def test_a_permit_names_exactly_one_of_role_and_slug(document, permit):
 
 def test_add_peer_requests_both_refuse(document):
     for body in ({}, {"raft": None}, {"raft": "x" * 301}, {"raft": "h:1", "other": 1}, [], {"raft": 5}):
-        assert not _validator_accepts(membership.validate_address, body), body
+        assert not _validator_accepts(validate_address, body), body
         assert not _schema_accepts(document, "AddClusterPeerRequest", body), body
     assert _schema_accepts(document, "AddClusterPeerRequest", {"raft": "10.0.0.4:21337"})
 
@@ -258,11 +259,11 @@ def test_a_removed_self_node_is_reported_again_at_once(client, peer):
     assert response.status_code == 200 and response.json["node"]["url"] == peer.url
 
 
-def test_every_503_says_when_to_retry(client, monkeypatch):
+def test_every_503_says_when_to_retry(client, peer, monkeypatch):
     # Membership answers 503 through ApiError without a Retry-After header.
     def refuse(*_):
-        raise membership.MembershipError(503, "adding it: no leader is known")
-    monkeypatch.setattr(membership, "add_peer", refuse)
+        raise membership.MembershipError(membership.UNAVAILABLE, "adding it: no leader is known")
+    monkeypatch.setattr(peer, "add_member", refuse)
     response = client.post("/registry-svc/cluster/peers", json={"raft": "127.0.0.1:1"})
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
 

@@ -1,3 +1,14 @@
+"""Liveness, readiness and the cluster view of one real single-peer cluster."""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def peer(real_peer):
+    """Readiness and the cluster view as the real peer reports them."""
+    return real_peer
+
+
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")

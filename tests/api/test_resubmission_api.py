@@ -2,8 +2,16 @@
 
 import time
 
+import pytest
+
 from registry import commands
 from registry.instances import validate_registration
+
+
+@pytest.fixture(scope="module")
+def peer(real_peer):
+    """Re-submission through the real group committer and Raft."""
+    return real_peer
 
 
 def test_a_registration_submitted_again_after_it_was_applied_is_one_record_answered_as_created(peer, client):

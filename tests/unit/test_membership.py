@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 
+from api.operations import validate_address
 from cluster import membership
 from cluster.identity import ConfigurationError
 from registry.errors import ValidationError
@@ -65,8 +66,8 @@ def test_a_damaged_members_file_is_refused_with_its_name(tmp_path, content):
 ])
 def test_bad_peer_addresses_are_refused(body, message):
     with pytest.raises(ValidationError, match=message):
-        membership.validate_address(body)
+        validate_address(body)
 
 
 def test_a_good_peer_address_is_accepted():
-    assert membership.validate_address({"raft": "10.0.0.9:21337"}) == "10.0.0.9:21337"
+    assert validate_address({"raft": "10.0.0.9:21337"}) == "10.0.0.9:21337"

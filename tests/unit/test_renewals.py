@@ -56,7 +56,7 @@ def test_renewals_within_one_interval_share_one_command_and_each_gets_its_own_an
     assert all(answers[f"inst_{n}"]["code"] == "ok" for n in range(20))
     assert answers["inst_missing"]["code"] == "not_found"
     assert len({answer["index"] for answer in answers.values()}) == 1  # the command's index, for each
-    assert {peer.state.instances[f"inst_{n}"]["status"] for n in range(20)} == {"Degraded"}
+    assert {peer.instance(f"inst_{n}")["status"] for n in range(20)} == {"Degraded"}
 
 
 def test_a_renewal_of_someone_elses_instance_is_refused_in_apply(peer, renewals):

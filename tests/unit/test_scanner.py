@@ -28,7 +28,7 @@ def register(peer, **body):
 
 
 def status_of(peer, instance_id):
-    return peer.state.instances[instance_id]["status"]
+    return peer.instance(instance_id)["status"]
 
 
 def test_a_cycle_marks_what_answers_healthy_and_what_refuses_unreachable_in_one_command(listening_port):
@@ -40,8 +40,8 @@ def test_a_cycle_marks_what_answers_healthy_and_what_refuses_unreachable_in_one_
     assert (status_of(peer, up), status_of(peer, down)) == ("Healthy", "Unreachable")
     assert len(peer.submitted) == before + 1  # one command for the cycle
     assert (report.scanned, report.unreachable, report.changed, report.committed) == (2, 1, 2, True)
-    seen_at = peer.state.instances[up]["lastHeartbeat"]
-    assert seen_at > peer.state.instances[down]["lastHeartbeat"]  # only a check that succeeded moves it
+    seen_at = peer.instance(up)["lastHeartbeat"]
+    assert seen_at > peer.instance(down)["lastHeartbeat"]  # only a check that succeeded moves it
 
     report = asyncio.run(InstanceScanner(peer, interval=3600, timeout=1.0).cycle())
     assert report.changed == 0 and report.committed  # nothing changed: only the heartbeat goes
