@@ -72,6 +72,8 @@ def up(count, data_dir, http_port, raft_port, detach, ready_timeout, restore_fil
             local.admin_token = tokens.mint(tokens.signing_key(read_secret_file(local.secret_path)), "admin",
                                             [ADMIN_ROLE], LOCAL_ADMIN_TOKEN_TTL_SECONDS)
             local.start()
+            for peer in local.already_running:
+                click.echo(f"peer {peer.url} is already running (pid {peer.pid}): left as it is", err=True)
             local.wait_ready(timeout=ready_timeout)
         except (ConfigurationError, KeyboardInterrupt):
             # Interrupted or failed while starting: leave none of the peers it started behind
@@ -85,7 +87,7 @@ def up(count, data_dir, http_port, raft_port, detach, ready_timeout, restore_fil
         _print_access(local)
         click.echo(f"stop it with: registry cluster down --data-dir {data_dir}")
         return
-    _run_in_foreground(local)
+    _run_in_foreground(local, data_dir)
 
 
 def _print_access(local):
@@ -101,11 +103,15 @@ def _stop_on_sigterm():
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _run_in_foreground(local):
+def _run_in_foreground(local, data_dir):
+    # Peers that were running before this command belong to whoever started them.
+    only_started_here = bool(local.already_running)
     try:
         _print_status(local)
         _print_access(local)
-        click.echo("Ctrl-C stops every peer.")
+        click.echo("Ctrl-C stops the peers this command started; the others keep running "
+                   f"(stop them with: registry cluster down --data-dir {data_dir})." if only_started_here
+                   else "Ctrl-C stops every peer.")
         exited = set()
         while True:
             for peer in local.peers:
@@ -116,7 +122,7 @@ def _run_in_foreground(local):
     except KeyboardInterrupt:
         click.echo("stopping peers...", err=True)
     finally:
-        local.stop()
+        local.stop(only_started_here=only_started_here)
         click.echo("stopped", err=True)
 
 

@@ -121,6 +121,7 @@ class LocalCluster(PeerProcesses):
         self.peers = peers
         self.extra_args = list(extra_args)
         self.admin_token = admin_token
+        self.already_running = []  # peers start() found running and left alone
 
     @property
     def secret_path(self):
@@ -178,21 +179,19 @@ class LocalCluster(PeerProcesses):
         return read_secret_file(self.secret_path)
 
     def start(self):
-        """Start every peer that is not running."""
+        """Start every peer that is not running and leave the running ones as they are (a peer
+        killed in a running cluster comes back alone); `already_running` lists the others."""
         self.prepare_secret()
-        for peer in self.peers:
-            if self.is_running(peer):
-                raise ConfigurationError(
-                    f"peer {peer.url} of {self.data_dir} is already running (pid {peer.pid}); "
-                    f"run `registry cluster down --data-dir {self.data_dir}` first"
-                )
-        for peer in self.peers:
+        self.already_running = [peer for peer in self.peers if self.is_running(peer)]
+        down = [peer for peer in self.peers if peer not in self.already_running]
+        for peer in down:
             for port in (peer.http_port, peer.raft_port):
                 if not port_is_free(peer.host, port):
                     raise ConfigurationError(
-                        f"port {port} on {peer.host} is in use; choose others with --http-port/--raft-port"
+                        f"port {port} on {peer.host} is in use by another program; stop it, or choose other "
+                        f"ports for a new cluster with --http-port/--raft-port"
                     )
-        for peer in self.peers:
+        for peer in down:
             self.start_peer(peer)
         self.save()
         return self

@@ -55,8 +55,23 @@ def test_up_detach_status_down_leaves_nothing_behind(tmp_path):
         assert sorted(row[3] for row in rows) == ["follower", "follower", "leader"], status.stdout
         assert len({row[4] for row in rows}) == 1, status.stdout
 
+        # Up while every peer runs changes nothing; after a kill -9 of one it starts that one alone.
         again = registry("cluster", "up", "--detach", "--data-dir", data_dir)
-        assert again.returncode != 0 and "already running" in again.stderr
+        assert again.returncode == 0, again.stderr
+        assert again.stderr.count("already running") == 3 and _pids(data_dir) == pids
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE,
+                   10, "the killed peer to exit")
+        revived = registry("cluster", "up", "--detach", "--data-dir", data_dir)
+        assert revived.returncode == 0, revived.stderr
+        assert revived.stderr.count("already running") == 2 and f"stop it with: registry cluster down --data-dir " \
+            f"{data_dir}" in revived.stdout
+        now = _pids(data_dir)
+        assert now[1:] == pids[1:] and now[0] != pids[0] and psutil.pid_exists(now[0])
+        wait_until(lambda: any(r["url"] == "http://via-cli:1" for r in requests.get(
+            peers[0]["url"] + "/registry-svc/instances", headers=admin, timeout=5).json()["instances"]), 15,
+            "the revived peer to serve what was written before")
+        pids = now
     finally:
         down = registry("cluster", "down", "--data-dir", data_dir)
     assert down.returncode == 0, down.stderr
@@ -77,6 +92,11 @@ def test_up_detach_status_down_leaves_nothing_behind(tmp_path):
                 timeout=5).json()["instances"]), 15, "data after restart")
     finally:
         assert registry("cluster", "down", "--data-dir", data_dir).returncode == 0
+
+
+def _pids(data_dir):
+    with open(f"{data_dir}/cluster.json") as source:
+        return [p["pid"] for p in json.load(source)["peers"]]
 
 
 def test_a_multi_peer_serve_without_a_secret_refuses_to_start(tmp_path):
