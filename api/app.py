@@ -18,7 +18,7 @@ def create_app(peer):
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.extensions["registry_peer"] = peer
-    app.extensions["registry_listings"] = ListingCache()
+    app.extensions["registry_listings"] = ListingCache(block_bytes=peer.config.list_cache_mb * 1024 * 1024)
     logs.install(app)
     for module in (instances, nodes, operations, permits, openapi):
         app.register_blueprint(module.blueprint)

@@ -11,7 +11,7 @@ the same objects. A new or removed id changes only its own block, since the cuts
 positions.
 
 A list is kept only from its second request on (a one-off list, such as a count a script takes
-once, costs no memory afterwards), for at most MAX_LISTS lists and MAX_BYTES in all, least
+once, costs no memory afterwards), for at most MAX_LISTS lists and --list-cache-mb in all, least
 recently used first: at 100,000 instances of ~450 encoded bytes one full list (46 MB, 460 bytes
 per instance) fits, and at a million the budget still bounds what is kept while the list is
 encoded per request.
@@ -28,6 +28,7 @@ import orjson
 # glibc's mmap threshold (api/serve.py): a block encoded again gives its old mapping back.
 BLOCK_RECORDS = 4096
 MAX_LISTS = 4
+# The default of --list-cache-mb.
 MAX_BYTES = 64 * 1024 * 1024
 # Lists asked for once are remembered (not kept) this many at a time, so a second request finds them.
 REMEMBERED_KEYS = 64
@@ -89,6 +90,8 @@ class BlockEncodings:
 
     def encode(self, key, records):
         """The EncodedList of `records` (a list in id order), from kept blocks where they still hold."""
+        if self._max_bytes <= 0:
+            return _whole(records)
         with self._lock:
             kept = self._lists.get(key)
             if kept is None:
@@ -97,7 +100,7 @@ class BlockEncodings:
                     self._asked[key] = asked
                     while len(self._asked) > REMEMBERED_KEYS:
                         self._asked.popitem(last=False)
-                    return EncodedList([orjson.dumps({"instances": records})])
+                    return _whole(records)
         runs = None if kept is None else kept.slices(records)
         if runs is None or _unbalanced(kept, records, runs):
             kept = _KeptList(records)
@@ -126,6 +129,10 @@ class BlockEncodings:
             while self._lists and (len(self._lists) > self._max_lists
                                    or sum(k.nbytes() for k in self._lists.values()) > self._max_bytes):
                 self._lists.popitem(last=False)
+
+
+def _whole(records):
+    return EncodedList([orjson.dumps({"instances": records})])
 
 
 def _same_objects(kept, run):

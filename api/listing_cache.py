@@ -26,11 +26,11 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class ListingCache:
-    def __init__(self):
+    def __init__(self, block_bytes=list_blocks.MAX_BYTES):
         self._lock = threading.Lock()
         self._entries = collections.OrderedDict()  # key -> (version, index, body), least recent first
         self._bytes = 0
-        self._blocks = list_blocks.BlockEncodings()
+        self._blocks = list_blocks.BlockEncodings(max_bytes=block_bytes)
 
     def listing(self, peer, filters, caller):
         """(X-Registry-Index, the encoded {"instances": [...]}) as peer.list_instances gives it."""

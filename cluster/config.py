@@ -39,6 +39,8 @@ class PeerConfig:
     sync_journal: bool = True
     # Seconds between the leader's corruption checks (cluster/checkpoints.py); 0 turns them off.
     checkpoint_interval_seconds: float = 300.0
+    # Encoded blocks of large lists kept for requests that repeat them (api/list_blocks.py); 0: none.
+    list_cache_mb: int = 64
 
     @property
     def partners(self):

@@ -90,6 +90,7 @@ def test_blocks_beyond_the_budget_are_dropped_least_recently_used_first():
     assert encodings.blocks_encoded == 4
     encodings.encode("first", listed)
     assert encodings.blocks_encoded == 6
+    assert bytes(list_blocks.BlockEncodings(max_bytes=0).encode("k", listed)) == expected(listed)  # none kept
     too_large = list_blocks.BlockEncodings(max_bytes=10, keep_from_request=1)
     assert bytes(too_large.encode("k", listed)) == expected(listed)
     assert bytes(too_large.encode("k", listed)) == expected(listed)
