@@ -17,6 +17,7 @@ This module talks HTTP only: it imports neither `registry` nor `cluster`, so it 
 into any program that only has `requests`.
 """
 
+import socket
 import ssl
 import time
 from http import HTTPStatus
@@ -29,9 +30,11 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 # X-Registry-Index, so one without it came from the proxy, and the next peer is tried.
 PROXY_UNAVAILABLE = (502, 503, 504)
 # Writes wait for a Raft commit (5 s by default at the server) before the server answers 503.
-DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_READ_TIMEOUT = 15.0
 # How long a 503 with Retry-After is retried at the peers, counted from the request's start.
 DEFAULT_UNAVAILABLE_RETRY_SECONDS = 10.0
+# How long an https URL that got no TLS answer is probed for plain HTTP, to say which it is.
+PLAIN_HTTP_PROBE_SECONDS = 1.0
 # Safe to send again (RFC 9110 §9.2.2), and the one POST that only reads.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 READ_ONLY_POSTS = frozenset({"/registry-svc/nodes"})
@@ -93,13 +96,20 @@ class RegistryClient:
         self._preferred = 0
         self.last_response = None
 
+    def clone(self):
+        """A client with the same peers, token and timeouts and a session of its own (a
+        requests.Session, and last_response, are for one thread at a time)."""
+        return RegistryClient(self.urls, self.token, connect_timeout=self.timeout[0], read_timeout=self.timeout[1],
+                              on_failover=self.on_failover, unavailable_retry_seconds=self.unavailable_retry_seconds)
+
     # -- transport ----------------------------------------------------------------------------
 
-    def request(self, method, path, *, params=None, body=None, retry_unavailable=True):
+    def request(self, method, path, *, params=None, body=None, retry_unavailable=True, longer_read=0.0):
         """Send one request, failing over between peers; the decoded JSON answer, None when empty.
 
         Raises ApiError for an HTTP error status and NoPeerAnswered when no peer answers.
-        retry_unavailable=False takes a 503 as the answer, as for any other status."""
+        retry_unavailable=False takes a 503 as the answer, as for any other status; longer_read
+        adds seconds to the read timeout (a blocking read is held that long)."""
         if not path.startswith("/"):
             path = "/" + path
         headers = {"Accept": "application/json"}
@@ -110,7 +120,7 @@ class RegistryClient:
             method.upper() in IDEMPOTENT_METHODS or path in READ_ONLY_POSTS)
         while True:
             answer, unavailable, failures = self._try_each_peer(method, path, params, body, headers,
-                                                                retries_unavailable)
+                                                                retries_unavailable, longer_read)
             if answer is not None:
                 return _decode(answer)
             if unavailable is None:
@@ -121,18 +131,19 @@ class RegistryClient:
                 raise unavailable
             time.sleep(pause)
 
-    def _try_each_peer(self, method, path, params, body, headers, retries_unavailable):
+    def _try_each_peer(self, method, path, params, body, headers, retries_unavailable, longer_read):
         """One pass over the peers, the preferred first: (the answer to return, or None; the
         last 503 worth retrying as ApiError, or None; [(peer, why it gave no answer)])."""
         failures = []
         unavailable = None
+        timeout = (self.timeout[0], self.timeout[1] + longer_read)
         order = self.urls[self._preferred:] + self.urls[:self._preferred]
         for position, base in enumerate(order):
             try:
                 response = self.session.request(method, base + path, params=params, json=body,
-                                                headers=headers, timeout=self.timeout)
+                                                headers=headers, timeout=timeout)
             except (requests.ConnectionError, requests.Timeout) as error:
-                reason = describe_unanswered(error, self.timeout)
+                reason = describe_unanswered(error, timeout, base)
             else:
                 self.last_response = response
                 from_peer = response.status_code not in PROXY_UNAVAILABLE or "X-Registry-Index" in response.headers
@@ -161,12 +172,22 @@ class RegistryClient:
     def list_instances(self, *, id=None, slug=None, host=None, ip=None, scheme=None, path=None,
                        deployment_id=None, node_url=None, status=None, tags=()):
         """GET /registry-svc/instances with exact-match filters; every given tag must match."""
-        named = {"id": id, "slug": slug, "host": host, "ip": ip, "scheme": scheme, "path": path,
-                 "deploymentId": deployment_id, "nodeUrl": node_url, "status": status}
-        params = [(name, value) for name, value in named.items() if value is not None]
-        params += [("tag", tag) for tag in tags]
-        answer = self.request("GET", "/registry-svc/instances", params=params) or {}
+        answer = self.request("GET", "/registry-svc/instances",
+                              params=_instance_filters(id, slug, host, ip, scheme, path, deployment_id, node_url,
+                                                       status, tags)) or {}
         return answer.get("instances") or []
+
+    def watch_instances(self, index, wait_seconds, *, slug=None, status=None, tags=()):
+        """A blocking read (extension): (X-Registry-Index, the instances) once what the filters
+        select changed after `index` (with a slug: that slug's instances), or after
+        wait_seconds unchanged. Pass the index it returns to the next call; index None lists
+        at once. last_response is this client's: give each watching thread its own (clone())."""
+        params = _instance_filters(None, slug, None, None, None, None, None, None, status, tags)
+        if index is not None:
+            params += [("index", str(index)), ("wait", f"{wait_seconds:g}s")]
+        answer = self.request("GET", "/registry-svc/instances", params=params,
+                              longer_read=0.0 if index is None else wait_seconds) or {}
+        return int(self.last_response.headers.get("X-Registry-Index", "0")), answer.get("instances") or []
 
     def remove_instance(self, instance_id):
         """DELETE /registry-svc/instance/{id}: ApiError 404 when there is no such instance."""
@@ -215,6 +236,12 @@ class RegistryClient:
         return self.request("GET", "/readyz", retry_unavailable=False)
 
 
+def _instance_filters(id, slug, host, ip, scheme, path, deployment_id, node_url, status, tags):
+    named = {"id": id, "slug": slug, "host": host, "ip": ip, "scheme": scheme, "path": path,
+             "deploymentId": deployment_id, "nodeUrl": node_url, "status": status}
+    return [(name, value) for name, value in named.items() if value is not None] + [("tag", tag) for tag in tags]
+
+
 def _retry_after_seconds(value, default=1.0, longest=5.0):
     """Retry-After in seconds (RFC 9110 also allows a date, which peers never send)."""
     try:
@@ -234,8 +261,37 @@ def validate_base_url(url):
     return url
 
 
-def describe_unanswered(error, timeout):
+def same_peer(url, other):
+    """True when two base URLs reach the same peer however its host is spelled (localhost and
+    127.0.0.1, a name and its address): same scheme and port, and a shared address."""
+    first, second = urlsplit(url.rstrip("/")), urlsplit(other.rstrip("/"))
+    if first.scheme != second.scheme:
+        return False
+    try:
+        ports = [parts.port or _DEFAULT_PORTS.get(parts.scheme) for parts in (first, second)]
+    except ValueError:
+        return False
+    if ports[0] != ports[1] or not (first.hostname and second.hostname):
+        return False
+    if first.hostname.lower() == second.hostname.lower():
+        return True
+    return bool(_addresses(first.hostname) & _addresses(second.hostname))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _addresses(host):
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return set()
+
+
+def describe_unanswered(error, timeout, url=None):
     """A few words on why a peer did not answer, instead of urllib3's nested exception text."""
+    if url is not None and url.startswith("https://") and not _certificate_refused(error) and _speaks_plain_http(url):
+        return f"it speaks plain HTTP, not TLS: use http://{urlsplit(url).netloc}"
     if isinstance(error, requests.ConnectTimeout):
         return f"no connection within {timeout[0]:g}s"
     if isinstance(error, requests.Timeout):
@@ -250,6 +306,33 @@ def describe_unanswered(error, timeout):
     if cause is not None and cause.strerror:
         return cause.strerror[:1].lower() + cause.strerror[1:]
     return "connection failed"
+
+
+def _certificate_refused(error):
+    return _first_of(error, ssl.SSLCertVerificationError) is not None
+
+
+def _speaks_plain_http(url):
+    """Whether the server at an https URL completes no TLS handshake but answers plain HTTP (a
+    TLS client there waits for a handshake the server never sends). A TLS server such as nginx
+    answers plain HTTP too, so the handshake is tried first."""
+    parts = urlsplit(url)
+    try:
+        address = (parts.hostname, parts.port or 443)
+        with socket.create_connection(address, timeout=PLAIN_HTTP_PROBE_SECONDS) as sock:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # only whether it speaks TLS at all
+            with context.wrap_socket(sock, server_hostname=parts.hostname):
+                return False
+    except (OSError, ValueError):
+        pass  # ssl.SSLError and timeouts are OSErrors
+    try:
+        with socket.create_connection(address, timeout=PLAIN_HTTP_PROBE_SECONDS) as sock:
+            sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            return sock.recv(5) == b"HTTP/"
+    except (OSError, ValueError):
+        return False
 
 
 def _root_os_error(error):

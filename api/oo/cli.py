@@ -6,6 +6,7 @@ command. Set OO_DEBUG=1 to see the traceback of an unexpected error instead.
 """
 
 import json
+import random
 import re
 import sys
 from datetime import datetime, timezone
@@ -13,7 +14,10 @@ from datetime import datetime, timezone
 import click
 from click.shell_completion import get_completion_class
 
-from ..client import ApiError, RegistryClient, validate_base_url
+from ..client import (
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, ApiError, RegistryClient, same_peer, validate_base_url,
+)
+from ..resolver import describe, live_instances
 from . import display
 from .config import Config, ConfigError
 from .fields import FieldError, body_from_flags, query_from_flags
@@ -26,10 +30,12 @@ COMPLETION_SHELLS = ("bash", "zsh", "fish")
 class Target:
     """Which peers and token the registry commands use: flags and OO_* over the selected environment."""
 
-    def __init__(self, urls, token, verbose):
+    def __init__(self, urls, token, verbose, connect_timeout=DEFAULT_CONNECT_TIMEOUT, read_timeout=DEFAULT_READ_TIMEOUT):
         self.urls = [url for value in urls for url in re.split(r"[,\s]+", value) if url]
         self.token = token
         self.verbose = verbose
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
 
     def resolve(self):
         """(peer urls, token or None)."""
@@ -42,21 +48,32 @@ class Target:
         # Peers given by hand get the selected environment's token only when they are its peers,
         # so `--url` never sends a token to a server it was not configured for.
         environment = config.environments.get(config.selected) or {}
-        known = {url.rstrip("/") for url in environment.get("urls", ())}
-        if environment.get("token") and all(url.rstrip("/") in known for url in self.urls):
+        known = environment.get("urls", ())
+        if environment.get("token") and all(any(same_peer(url, peer) for peer in known) for url in self.urls):
             return self.urls, environment["token"]
         return self.urls, self.token
 
     def client(self):
         urls, token = self.resolve()
         try:
-            return RegistryClient(urls, token, on_failover=self._report_failover)
+            return RegistryClient(urls, token, on_failover=self._report_failover,
+                                  connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
         except ValueError as error:
             raise click.UsageError(str(error))
 
     def _report_failover(self, failed_url, reason, next_url):
         if self.verbose:
             click.echo(f"oo: {failed_url} did not answer ({reason}); trying {next_url}", err=True)
+
+
+def _status(value):
+    """A status as the API spells it, whatever the case it was typed in."""
+    if value is None:
+        return None
+    spelled = {status.lower(): status for status in INSTANCE_STATUSES}.get(value.lower())
+    if spelled is None:
+        raise click.BadParameter(f"'{value}' is not one of {', '.join(INSTANCE_STATUSES)}", param_hint="'--status'")
+    return spelled
 
 
 output_option = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
@@ -77,8 +94,15 @@ def _print_json(document):
                    "[env: OO_URL]")
 @click.option("--token", envvar="OO_TOKEN", help="Bearer token to use instead of the environment's. [env: OO_TOKEN]")
 @click.option("-v", "--verbose", is_flag=True, help="Say when a peer does not answer and the next one is tried.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), envvar="OO_CONNECT_TIMEOUT",
+              default=DEFAULT_CONNECT_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="How long to wait for a connection to each peer. [env: OO_CONNECT_TIMEOUT]")
+@click.option("--timeout", "read_timeout", type=click.FloatRange(min=0.1), envvar="OO_TIMEOUT",
+              default=DEFAULT_READ_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="How long to wait for a connected peer's answer before trying the next (a write waits "
+                   "up to 5 s for its commit). [env: OO_TIMEOUT]")
 @click.pass_context
-def cli(ctx, urls, token, verbose):
+def cli(ctx, urls, token, verbose, connect_timeout, read_timeout):
     """oo: the 1Backend command line for Registry Svc.
 
     \b
@@ -89,7 +113,7 @@ def cli(ctx, urls, token, verbose):
 
     Options go before the command: oo --url http://127.0.0.1:11338 -v nodes ls
     """
-    ctx.obj = Target(urls, token, verbose)
+    ctx.obj = Target(urls, token, verbose, connect_timeout, read_timeout)
 
 
 # -- instances ----------------------------------------------------------------------------------
@@ -102,7 +126,8 @@ def instances():
 @instances.command(name="list", aliases=["ls"])
 @click.option("--id", "instance_id", help="Only the instance with this id.")
 @click.option("--slug", help="Only instances owned by this slug.")
-@click.option("--status", type=click.Choice(INSTANCE_STATUSES, case_sensitive=False))
+@click.option("--status", metavar=f"[{'|'.join(INSTANCE_STATUSES)}]", callback=lambda _c, _p, value: _status(value),
+              help="Only instances with this status (any letter case).")
 @click.option("--tag", "tags", multiple=True, help="Only instances with this tag; repeat to require several.")
 @click.option("--node-url", help="Only instances on the registry node with this URL.")
 @click.option("--host")
@@ -171,6 +196,22 @@ def delete_node(target, url):
     click.echo(f"deleted node {url}")
 
 
+# -- resolving ----------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("slug")
+@click.option("--tag", "tags", multiple=True, help="Only instances with this tag; repeat to require several.")
+@click.option("--all", "every", is_flag=True, help="Print every live URL, one a line.")
+@click.pass_obj
+def resolve(target, slug, tags, every):
+    """Print a live URL of SLUG, picked at random: its Healthy instances, or all when none is Healthy."""
+    live = live_instances(target.client().list_instances(slug=slug, tags=tags))
+    if not live:
+        raise click.ClickException(f"no instance of {describe(slug, tags)} is registered (`oo i ls` lists them)")
+    urls = [instance["url"] for instance in live]
+    click.echo("\n".join(urls) if every else random.choice(urls))
+
+
 # -- generic calls ------------------------------------------------------------------------------
 
 def _generic(method):
@@ -223,14 +264,18 @@ def env():
 @click.argument("name")
 @click.argument("urls", metavar="URL [URL...]", nargs=-1, required=True)
 @click.option("--description", default="", help="A note shown by `oo env ls`.")
-def add_environment(name, urls, description):
-    """Add (or update) an environment; list every peer so commands fail over between them."""
+@click.option("--force", is_flag=True, help="Replace the URLs of an environment that exists (its token stays).")
+def add_environment(name, urls, description, force):
+    """Add an environment; list every peer so commands fail over between them."""
     try:
         urls = [validate_base_url(url) for url in urls]
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="URL")
     config = Config.load()
     existed = name in config.environments
+    if existed and not force:
+        raise click.UsageError(f"environment {name} exists ({', '.join(config.environments[name]['urls'])}); "
+                               f"give --force to replace its URLs, or choose another name")
     environment = config.environments.setdefault(name, {})
     environment.update({"urls": urls, "description": description})
     if config.selected not in config.environments or config.selected == name:

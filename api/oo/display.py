@@ -74,9 +74,10 @@ def usage(record, resource):
 
 
 def instance_rows(records, now):
-    header = ("INSTANCE ID", "URL", "STATUS", "OWNER SLUG", "LAST HEARTBEAT")
+    header = ("INSTANCE ID", "URL", "STATUS", "OWNER SLUG", "TAGS", "LAST HEARTBEAT")
     ordered = sorted(records, key=lambda r: (r.get("slug") or "", r.get("id") or ""))
-    return header, [(r.get("id"), r.get("url"), r.get("status"), r.get("slug"), ago(r.get("lastHeartbeat"), now))
+    return header, [(r.get("id"), r.get("url"), r.get("status"), r.get("slug"), ",".join(r.get("tags") or ()),
+                     ago(r.get("lastHeartbeat"), now))
                     for r in ordered]
 
 

@@ -6,12 +6,16 @@
     --tags='["dev"]'   {"tags": ["dev"]}      a JSON array or object is parsed as one
     --id='"007"'       {"id": "007"}          a JSON string keeps digits a string
     --force            {"force": true}        a flag without a value is true
+    --tags=prod        {"tags": ["prod"]}     fields the API takes only as lists are lists
 """
 
 import json
 import re
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+# Request fields the registry's API accepts only as arrays (an instance's tags, the node ids of
+# POST /registry-svc/nodes): one value given for them is a list of one.
+LIST_FIELDS = ("tags", "ids")
 
 
 class FieldError(ValueError):
@@ -78,7 +82,9 @@ def body_from_flags(args):
         leaf = path[-1]
         value = typed_value(raw)
         if leaf not in target:
-            target[leaf] = value
+            target[leaf] = [value] if leaf in LIST_FIELDS and not isinstance(value, list) else value
+            if leaf in LIST_FIELDS:
+                repeated.add(name)
         elif name in repeated:
             target[leaf].append(value)
         else:

@@ -27,6 +27,20 @@ def test_env_add_writes_a_private_config_and_selects_the_first(oo, isolated_conf
         "urls": ["http://127.0.0.1:11337", "http://127.0.0.1:11338"], "description": "laptop"}}}
 
 
+def test_env_add_on_an_existing_name_needs_force_and_keeps_the_token(oo, isolated_config):
+    assert oo("env", "add", "local", "http://127.0.0.1:11337").exit_code == 0
+    assert oo("token", "set", "kept").exit_code == 0
+    again = oo("env", "add", "local", "http://127.0.0.1:12337")
+    assert again.exit_code == 2
+    assert again.stderr.startswith("oo: environment local exists (http://127.0.0.1:11337); give --force to "
+                                   "replace its URLs, or choose another name")
+    assert config_of(isolated_config)["environments"]["local"]["urls"] == ["http://127.0.0.1:11337"]
+    replaced = oo("env", "add", "local", "http://127.0.0.1:12337", "--force")
+    assert replaced.exit_code == 0 and "updated environment local" in replaced.stdout
+    assert config_of(isolated_config)["environments"]["local"] == {
+        "urls": ["http://127.0.0.1:12337"], "description": "", "token": "kept"}
+
+
 def test_permissions_are_restored_when_the_config_is_rewritten(oo, isolated_config):
     assert oo("env", "add", "local", "http://127.0.0.1:11337").exit_code == 0
     os.chmod(isolated_config / "config.json", 0o644)
@@ -108,6 +122,10 @@ def test_urls_and_tokens_resolve_flags_then_environment(oo):
     # A peer of the selected environment gets its token; any other URL gets only an explicit one.
     assert Target(("http://127.0.0.1:11338",), None, False).resolve() == (["http://127.0.0.1:11338"], "stored")
     assert Target(("http://elsewhere:1",), None, False).resolve() == (["http://elsewhere:1"], None)
+    # However the peer's host is spelled: localhost is 127.0.0.1, and only at the same port and scheme.
+    assert Target(("http://localhost:11338/",), None, False).resolve() == (["http://localhost:11338/"], "stored")
+    assert Target(("http://localhost:11339",), None, False).resolve()[1] is None
+    assert Target(("https://localhost:11338",), None, False).resolve()[1] is None
     assert Target(("http://a:1,http://b:2", "http://c:3"), "t", False).resolve() == (
         ["http://a:1", "http://b:2", "http://c:3"], "t")
 

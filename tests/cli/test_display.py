@@ -48,3 +48,13 @@ def test_node_usage_columns():
 def test_tables_align_columns_and_mark_empty_cells():
     text = display.table(("A", "LONG NAME"), [("x", None), ("yyyy", "z")])
     assert text.splitlines() == ["A     LONG NAME", "x     -", "yyyy  z"]
+
+
+def test_instance_rows_show_tags():
+    header, rows = display.instance_rows([
+        {"id": "b", "url": "http://b:1", "status": "Healthy", "slug": "s", "tags": ["prod", "eu"],
+         "lastHeartbeat": stamp(2)},
+        {"id": "a", "url": "http://a:1", "slug": "s"},
+    ], NOW)
+    assert header == ("INSTANCE ID", "URL", "STATUS", "OWNER SLUG", "TAGS", "LAST HEARTBEAT")
+    assert rows == [("a", "http://a:1", None, "s", "", "-"), ("b", "http://b:1", "Healthy", "s", "prod,eu", "2s ago")]

@@ -30,6 +30,14 @@ def test_spaced_values_and_bare_flags():
     assert body_from_flags(["--force", "--n", "2"]) == {"force": True, "n": 2}
 
 
+def test_fields_the_api_takes_only_as_lists_are_lists_from_one_value():
+    assert body_from_flags(["--tags=prod"]) == {"tags": ["prod"]}
+    assert body_from_flags(["--ids=node_1"]) == {"ids": ["node_1"]}
+    assert body_from_flags(["--tags=prod", "--tags=eu"]) == {"tags": ["prod", "eu"]}
+    assert body_from_flags(['--tags=["a"]', "--tags=b"]) == {"tags": ["a", "b"]}
+    assert body_from_flags(["--tag=prod"]) == {"tag": "prod"}  # any other field as given
+
+
 def test_the_example_of_the_issue():
     args = ["--id=inst_myservice_001", "--url=http://my-service:8080", "--slug=my-service", "--status=Healthy",
             '--tags=["dev"]', "--port=8080"]

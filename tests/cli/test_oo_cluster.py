@@ -3,6 +3,7 @@
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.cluster
 
 TOKEN_HINT = "; set a token with `oo token set TOKEN` (or --token, OO_TOKEN)"
-TABLE_HEADER = ["INSTANCE", "ID", "URL", "STATUS", "OWNER", "SLUG", "LAST", "HEARTBEAT"]
+TABLE_HEADER = ["INSTANCE", "ID", "URL", "STATUS", "OWNER", "SLUG", "TAGS", "LAST", "HEARTBEAT"]
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +95,8 @@ def test_put_then_list_instances_with_every_alias(oo, admin_env, command):
     assert lines[0].split() == TABLE_HEADER
     assert len(lines) == 2
     row = lines[1].split()
-    assert row[:4] == ["inst_alias", "http://alias-svc:8080", "Healthy", "alias-svc"]
-    assert row[4].endswith("s") and row[5] == "ago"
+    assert row[:5] == ["inst_alias", "http://alias-svc:8080", "Healthy", "alias-svc", "dev"]
+    assert row[5].endswith("s") and row[6] == "ago"
 
 
 @pytest.fixture
@@ -232,6 +233,54 @@ def test_failover_past_a_proxy_answering_for_a_peer_that_is_down(oo, cluster, pe
                               f"(the peer behind it is unavailable)); trying {peer_urls[0]}\n")
     # The registry's own 503 (no leader) carries its headers and is an answer, not a failover.
     assert "X-Registry-Index" in RegistryClient(peer_urls[0]).session.get(peer_urls[0] + "/readyz").headers
+
+
+@pytest.fixture
+def silent_url():
+    """A peer that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    stop = threading.Event()
+
+    def hold():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=10)
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_a_peer_that_never_answers_costs_only_the_timeout_given(oo, cluster, peer_urls, silent_url):
+    token = cluster.local.admin_token
+    result = oo("--url", silent_url, "--url", peer_urls[0], "--token", token, "--timeout", "0.5", "-v", "n", "ls")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == f"oo: {silent_url} did not answer (no answer within 0.5s); trying {peer_urls[0]}\n"
+    by_env = oo("--url", silent_url, "--token", token, "n", "ls", env={"OO_TIMEOUT": "0.3"})
+    assert by_env.exit_code == 1 and "no answer within 0.3s" in by_env.stderr
+
+
+def test_https_to_a_plain_http_peer_says_to_use_http(oo, cluster, peer_urls):
+    plain = peer_urls[0].replace("http://", "https://")
+    result = oo("--url", plain, "--token", cluster.local.admin_token, "--timeout", "1", "n", "ls")
+    assert result.exit_code == 1
+    assert f"{plain} (it speaks plain HTTP, not TLS: use {peer_urls[0]})" in result.stderr
+
+
+def test_a_token_goes_to_a_peer_of_the_environment_however_its_host_is_spelled(oo, admin_env, peer_urls):
+    localhost = peer_urls[1].replace("127.0.0.1", "localhost")
+    result = oo("--url", localhost, "n", "ls")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
 
 
 def test_url_and_token_flags_and_environment_variables_override(oo, cluster, peer_urls, dead_url):
