@@ -91,6 +91,7 @@ def reads(kind, slug_of=None):
 
 def _prepare(peer, options, kind, slug=None):
     if options.index is not None:
+        g.blocking_read = True  # timed apart in the metrics
         slots = current_app.extensions["registry_blocking_reads"]
         if not slots.acquire(blocking=False):
             limit = current_app.extensions["registry_blocking_limit"]

@@ -5,12 +5,17 @@ figures are read from the peer when scraped, so they cost nothing between scrape
 """
 
 import collections
+import importlib.metadata
+import platform
 import time
 
 from flask import Blueprint, Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, PlatformCollector, ProcessCollector, generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from registry import VERSION
 from registry.permissions import NODE_VIEW
 
 from .auth import requires
@@ -46,6 +51,11 @@ class PeerCollector:
                                   "Write batches submitted again after a leader change left their outcome unknown",
                                   value=status.writes_resubmitted)
         yield _by_status("registry_instances", "Instances by status", self.peer.instance_counts_by_status())
+        by_slug = GaugeMetricFamily("registry_instances_by_slug", "Instances by owner slug and status",
+                                    labels=["slug", "status"])
+        for (slug, instance_status), count in sorted(self.peer.instance_counts_by_slug_and_status().items()):
+            by_slug.add_metric([slug, instance_status], count)
+        yield by_slug
         yield _by_status("registry_nodes", "Nodes by status", collections.Counter(
             r.get("status", "Unknown") for r in self.peer.list_nodes_with_status()[1]))
         cycles, last = self.peer.scan_progress()
@@ -54,6 +64,13 @@ class PeerCollector:
                                 value=(last.duration_ms / 1000) if last else 0.0)
         yield GaugeMetricFamily("registry_scan_last_cycle_instances", "Instances checked in the last scan cycle",
                                 value=last.scanned if last else 0)
+
+
+def _version_of(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _by_status(name, documentation, counts):
@@ -69,18 +86,23 @@ class RequestMetrics:
     def __init__(self, registry):
         self._requests = Counter("registry_http_requests", "HTTP requests by endpoint, method and status",
                                  ["endpoint", "method", "status"], registry=registry)
-        self._latency = Histogram("registry_http_request_duration_seconds", "HTTP request latency by endpoint",
-                                  ["endpoint"], registry=registry,
+        self._latency = Histogram("registry_http_request_duration_seconds",
+                                  "HTTP request latency by endpoint (blocking reads apart)", ["endpoint"],
+                                  registry=registry,
                                   buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                                            60))
+        # Held up to their wait by design: among other requests they would make every percentile meaningless.
+        self._blocking = Histogram("registry_http_blocking_read_duration_seconds",
+                                   "Blocking reads (?index=&wait=) from arrival to answer, by endpoint", ["endpoint"],
+                                   registry=registry, buckets=(0.01, 0.1, 1, 5, 10, 30, 60, 120, 300, 600))
         self._write_failures = Counter("registry_write_failures",
                                        "Writes answered 503, by whether they may have applied",
                                        ["outcome"], registry=registry)
 
-    def request(self, endpoint, method, status, started=None):
+    def request(self, endpoint, method, status, started=None, blocking=False):
         self._requests.labels(endpoint, method, str(status)).inc()
         if started is not None:
-            self._latency.labels(endpoint).observe(time.perf_counter() - started)
+            (self._blocking if blocking else self._latency).labels(endpoint).observe(time.perf_counter() - started)
 
     def write_failure(self, outcome_unknown):
         self._write_failures.labels("unknown" if outcome_unknown else "not_applied").inc()
@@ -90,6 +112,11 @@ def install(app, peer):
     registry = CollectorRegistry(auto_describe=False)
     recorder = RequestMetrics(registry)
     registry.register(PeerCollector(peer))
+    # CPU, RSS, open files and start time of this process, and the interpreter it runs on.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Info("registry_build", "The registry's version and what it runs on", registry=registry).info({
+        "version": VERSION, "pysyncobj": _version_of("pysyncobj"), "python": platform.python_version()})
     app.extensions["registry_metrics"] = registry
     app.extensions["registry_request_metrics"] = recorder
 
@@ -101,7 +128,8 @@ def install(app, peer):
     def record(response):
         # Unmatched paths share one label: a scanner of random URLs must not grow the series.
         endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
-        recorder.request(endpoint, request.method, response.status_code, g.get("request_started"))
+        recorder.request(endpoint, request.method, response.status_code, g.get("request_started"),
+                         blocking=g.get("blocking_read", False))
         return response
 
     app.register_blueprint(blueprint)

@@ -24,6 +24,9 @@ class PeerReads:
     def instance_counts_by_status(self):
         return self.state.read(lambda state: state.instance_counts_by_status())[1]
 
+    def instance_counts_by_slug_and_status(self):
+        return self.state.read(lambda state: state.instance_counts_by_slug_and_status())[1]
+
     def instances_version(self, filters):
         """What a list of `filters` depends on, read without waiting for the state lock: the
         last change to what they select, and to the permits (they decide who sees what)."""

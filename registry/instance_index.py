@@ -48,6 +48,14 @@ def _size(held):
     return 1 if type(held) is int else len(held)
 
 
+def _overlap(first, second):
+    if type(first) is int:
+        return int(first == second) if type(second) is int else int(first in second)
+    if type(second) is int:
+        return int(second in first)
+    return first.intersection_cardinality(second)
+
+
 def _indexed_values(record):
     """(index name, value) for each index that holds this record."""
     for name in INDEXED_FIELDS:
@@ -171,6 +179,12 @@ class InstanceIndex:
 
     def count(self, name, value):
         return _size(self.by[name].get(value))
+
+    def counts_by(self, first, second):
+        """{(value of `first`, value of `second`): instances holding both}, pairs with none left out."""
+        pairs = self.by[second].items()
+        return {(a, b): overlap for a, held_a in self.by[first].items() for b, held_b in pairs
+                if (overlap := _overlap(held_a, held_b))}
 
     def contents(self):
         """The index as {index: {value: set of ids}}, to compare with a rebuild (tests)."""

@@ -150,6 +150,10 @@ class RegistryState:
         """{status: instances}, for the statuses any instance has (from the index: no walk)."""
         return {status: self.instance_index.count("status", status) for status in self.instance_index.by["status"]}
 
+    def instance_counts_by_slug_and_status(self):
+        """{(slug, status): instances} for the pairs any instance has (from the index: no walk)."""
+        return self.instance_index.counts_by("slug", "status")
+
     def instances_changed_index(self, filters):
         """The Raft index of the last change to what `filters` select: their slug's, or any
         instance's when they name no slug (a blocking read waits on the same)."""

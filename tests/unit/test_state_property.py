@@ -1,5 +1,6 @@
 """Determinism: peers that apply the same commands in the same order end in the same state."""
 
+import collections
 import json
 import os
 import subprocess
@@ -103,6 +104,9 @@ def test_the_indexes_are_what_a_rebuild_gives_and_lists_match_a_walk(sequence, q
                     if record is not None and record.get("slug"):
                         last_change[record["slug"]] = index
     assert state.instance_index.contents() == InstanceIndex.of(state.instances.values(), 0).contents()
+    walked_counts = collections.Counter((r["slug"], r["status"]) for r in state.instances.values()
+                                        if isinstance(r.get("slug"), str))
+    assert state.instance_counts_by_slug_and_status() == dict(walked_counts)
     for wanted in queries:
         walked = sorted((r for r in state.instances.values() if matches(r, wanted)), key=lambda r: r["id"])
         assert state.list_instances(wanted) == walked
