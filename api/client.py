@@ -220,6 +220,10 @@ class RegistryClient:
     def permits(self):
         return (self.request("GET", "/registry-svc/permits") or {}).get("permits") or []
 
+    def grants(self):
+        """GET /registry-svc/grants: what this client's token may do, {"slug", "roles", "permissions"}."""
+        return self.request("GET", "/registry-svc/grants")
+
     def set_permits(self, permits):
         """Replace every permit at once: [{"role" or "slug", "permissions": [...], "allInstances": bool}]."""
         return (self.request("PUT", "/registry-svc/permits", body={"permits": permits}) or {}).get("permits")

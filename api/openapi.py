@@ -23,7 +23,7 @@ from registry import VERSION
 
 from .jsonio import respond
 from .openapi_operations import (  # noqa: F401  (REGISTRY_HEADERS: tests read it here)
-    HEADERS, OPERATIONS, READ_PARAMETERS, REGISTRY_HEADERS, STATUS_TEXT,
+    HEADERS, OPERATIONS, READ_PARAMETERS, REGISTRY_HEADERS, STATUS_TEXT, TOKEN_ONLY,
 )
 from .openapi_schemas import REQUEST_BODIES, schema_ref, body_schema, response_schemas
 
@@ -56,6 +56,9 @@ def _operation_object(operation, rule):
         result["x-registry-extension"] = True
     if operation.permission is None:
         result["security"] = []
+    elif operation.permission == TOKEN_ONLY:
+        result["security"] = [{SECURITY_SCHEME: []}]
+        result["description"] = "Any valid token."
     else:
         result["security"] = [{SECURITY_SCHEME: []}]
         result["x-registry-permission"] = operation.permission
@@ -75,7 +78,7 @@ def _operation_object(operation, rule):
                                  "content": {"application/json": {"schema": schema_ref(operation.body.name)}}}
     statuses = set(operation.errors)
     if operation.permission is not None:
-        statuses |= {401, 403}
+        statuses |= {401} if operation.permission == TOKEN_ONLY else {401, 403}
     if operation.body is not None:
         statuses |= {400, 413}
     if operation.read:

@@ -65,6 +65,10 @@ STATUS_TEXT = {
 # -- Operations -----------------------------------------------------------------------------------
 
 
+# The permission of an operation any valid token may call.
+TOKEN_ONLY = ""
+
+
 @dataclasses.dataclass(frozen=True)
 class Operation:
     """What the document says about one route and method that the code cannot tell."""
@@ -72,7 +76,7 @@ class Operation:
     operation_id: str
     summary: str
     tag: str
-    permission: str = None  # None: open, no token needed (api/auth.py OPEN_ENDPOINTS)
+    permission: str = None  # None: open, no token needed (api/auth.py OPEN_ENDPOINTS); TOKEN_ONLY: any valid token
     # (status, answer): a schema's name, None for no content, "text" for Prometheus text, or a
     # content map of its own
     success: tuple = (200, "Empty")
@@ -154,6 +158,9 @@ OPERATIONS = {
                                "10.0.0.4:21337")}),
     ("permits.list_permits", "GET"): Operation(
         "listPermits", "Who may do what", "permits", PERMIT_VIEW, (200, "PermitList"), read=True),
+    ("permits.caller_grants", "GET"): Operation(
+        "getGrants", "What the caller's token may do: each permission, true when it reaches every instance",
+        "permits", TOKEN_ONLY, (200, "Grants")),
     ("permits.set_permits", "PUT"): Operation(
         "setPermits", "Replace every permit", "permits", PERMIT_EDIT, (200, "PermitList"), body=PERMITS,
         body_required=True, write=True),

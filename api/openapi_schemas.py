@@ -172,6 +172,8 @@ def _cluster_peer_schema():
         "lastContactMs": nullable_count,
         "commitIndex": nullable_count,
         "appliedIndex": nullable_count,
+        "reachable": {"type": "boolean", "description": "Whether this peer can tell the peer is up: by Raft "
+                                                       "contact to and from the leader, else by node heartbeats"},
         "stateDigest": _object({"index": COUNT, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
                                ("index", "sha256")),
         "lastScan": {"type": ["object", "null"], "description": "This peer's last instance scan cycle"},
@@ -215,7 +217,17 @@ def response_schemas():
             "self": schema_ref("ClusterPeer"),
             "leader": _nullable(schema_ref("ClusterPeer")),
             "peers": {"type": "array", "items": schema_ref("ClusterPeer"), "minItems": 1},
+            "quorum": _object({"members": COUNT, "reachable": COUNT, "needed": COUNT},
+                              ("members", "reachable", "needed"),
+                              description="Members, those reachable from this peer, and the majority writes need"),
         }, ("self", "leader", "peers"), closed=False),
+        "Grants": _object({
+            "slug": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}},
+            "permissions": {"type": "object", "propertyNames": {"enum": list(PERMISSIONS)},
+                            "additionalProperties": {"type": "boolean"},
+                            "description": "Each permission held: true when it reaches every instance, false "
+                                           "when only the caller's own slug's"},
+        }, ("slug", "roles", "permissions"), description="What the caller's token may do"),
         "PermitRecord": _permit_schema(),
         "PermitList": _object({"permits": {"type": "array", "items": schema_ref("PermitRecord")}}, ("permits",)),
         "Snapshot": _object({

@@ -11,7 +11,7 @@ import orjson
 from registry import commands
 from registry.permissions import SYSTEM
 
-from . import identity, membership
+from . import cluster_view, identity, membership
 from .checkpoints import CheckpointProposer
 from .config import PeerConfig, RaftTimings
 from .face import PeerStatus
@@ -172,40 +172,5 @@ class Peer(PeerReads):
         return known
 
     def cluster_view(self):
-        """What this peer knows of every peer, for GET /registry-svc/cluster."""
-        replica = self.replica
-        nodes_by_raft = {
-            (n.get("raft") or {}).get("address"): n for n in self.list_nodes()[1] if isinstance(n.get("raft"), dict)
-        }
-        leader = replica.leader_address
-        self_entry = {
-            "url": self.url,
-            "raft": replica.selfNode.id,
-            "state": replica.raft_state,
-            "isLeader": leader == replica.selfNode.id,
-            "lastContactMs": self.last_contact_ms(),
-            "commitIndex": replica.raftCommitIndex,
-            "appliedIndex": replica.raftLastApplied,
-            "stateDigest": replica.state_digest(),
-            "divergence": replica.divergence,
-            "checkpoints": {"verified": replica.checkpoints.verified,
-                            "lastVerifiedIndex": replica.checkpoints.last_verified_index},
-            "lastScan": self.scanner.last_cycle.as_json() if self.scanner.last_cycle else None,
-        }
-        peers = [self_entry]
-        for node in sorted(replica.otherNodes, key=lambda n: n.id):
-            reported = nodes_by_raft.get(node.id) or {}
-            raft = reported.get("raft") or {}
-            is_leader = node.id == leader
-            peers.append({
-                "url": reported.get("url"),
-                "raft": node.id,
-                # Our own view where we have one; the peer's last heartbeat report otherwise.
-                "state": "leader" if is_leader else (raft.get("state") if raft.get("state") != "leader" else None),
-                "isLeader": is_leader,
-                "lastContactMs": replica.last_heard_ms(node.id),
-                "commitIndex": raft.get("commitIndex"),
-                "appliedIndex": raft.get("appliedIndex"),
-            })
-        leader_entry = next((p for p in peers if p["isLeader"]), None)
-        return {"self": self_entry, "leader": leader_entry, "peers": peers, "members": replica.members}
+        """What this peer knows of every peer, for GET /registry-svc/cluster (cluster/cluster_view.py)."""
+        return cluster_view.of(self)

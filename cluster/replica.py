@@ -62,7 +62,7 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         self._compact_after_commands = COMMANDS_PER_ENTRY_LIMIT * compact_after_entries
         self._commands_since_dump = 0
         journal_path = os.path.join(data_dir, dumps.JOURNAL_FILE_NAME)
-        self._leader_silence_limit = timings.raft_max_timeout * 2
+        self.leader_silence_limit = timings.raft_max_timeout * 2  # seconds without contact that count as lost
         _check_writable(data_dir, journal_path, journal_path + ".meta", self._dump_path)
         # PySyncObj swallows a dump it cannot load and goes on with an empty state plus the
         # journal after the dump: a wrong replica served as current. Read it first, or refuse.
@@ -235,7 +235,7 @@ class RegistryReplica(FullDumpHooks, SyncObj):
             return None
         if leader.id != self.selfNode.id:
             contact = self.transport.last_leader_contact
-            if contact is None or time.monotonic() - contact > self._leader_silence_limit:
+            if contact is None or time.monotonic() - contact > self.leader_silence_limit:
                 return None
         return leader.id
 

@@ -122,9 +122,11 @@ class FakePeer(PeerReads):
     def cluster_view(self):
         me = {"url": self.url, "raft": self.raft, "state": self.status().role, "isLeader": self.leader == self.raft,
               "lastContactMs": 0, "commitIndex": self.state.index, "appliedIndex": self.state.index,
-              "stateDigest": self.state.digest(), "divergence": None,
+              "reachable": True, "stateDigest": self.state.digest(), "divergence": None,
               "checkpoints": {"verified": 0, "lastVerifiedIndex": None}, "lastScan": None}
-        return {"self": me, "leader": me if me["isLeader"] else None, "peers": [me], "members": sorted(self.members)}
+        members = sorted(self.members)
+        return {"self": me, "leader": me if me["isLeader"] else None, "peers": [me], "members": members,
+                "quorum": {"members": len(members), "reachable": 1, "needed": len(members) // 2 + 1}}
 
     def scan_progress(self):
         return self._scanner.cycles, self._scanner.last_cycle

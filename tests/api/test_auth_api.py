@@ -42,3 +42,15 @@ def test_permits_round_trip_for_an_admin(client):
     assert client.put("/registry-svc/permits", json=listed.json).status_code == 200
     bad = client.put("/registry-svc/permits", json={"permits": [{"role": "admin", "permissions": []}]})
     assert bad.status_code == 400 and "must keep" in bad.json["error"]
+
+
+def test_any_token_learns_what_it_may_do(client_for):
+    admin = client_for("root", "admin").get("/registry-svc/grants")
+    assert admin.status_code == 200 and admin.json["slug"] == "root" and admin.json["roles"] == ["admin"]
+    assert admin.json["permissions"]["registry-svc:instance:delete"] is True
+    user = client_for("team-a", "user").get("/registry-svc/grants").json
+    # The default permits: users see and edit their own slug's instances, and see nodes.
+    assert user["permissions"] == {"registry-svc:instance:view": False, "registry-svc:instance:edit": False,
+                                   "registry-svc:node:view": False}
+    assert client_for("guest").get("/registry-svc/grants").json == {"slug": "guest", "roles": [], "permissions": {}}
+    assert client_for().get("/registry-svc/grants").status_code == 401

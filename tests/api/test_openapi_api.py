@@ -79,9 +79,14 @@ def test_security_is_bearer_except_the_open_endpoints(document):
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": document["components"]["securitySchemes"]["bearerAuth"]["description"]}
     open_ids = {o.operation_id for (endpoint, _), o in openapi.OPERATIONS.items() if endpoint in auth.OPEN_ENDPOINTS}
+    token_only = {o.operation_id for o in openapi.OPERATIONS.values() if o.permission == openapi.TOKEN_ONLY}
+    assert token_only == {"getGrants"}
     for path, method, operation in operations(document):
         if operation["operationId"] in open_ids:
             assert operation["security"] == [] and "401" not in operation["responses"]
+        elif operation["operationId"] in token_only:
+            assert operation["security"] == [{"bearerAuth": []}]
+            assert "401" in operation["responses"] and "403" not in operation["responses"]
         else:
             assert operation["security"] == [{"bearerAuth": []}]
             assert {"401", "403"} <= set(operation["responses"])

@@ -375,6 +375,7 @@ def test_the_client_covers_every_endpoint(cluster, peer_urls, dead_url):
     assert view["self"]["url"] == peer_urls[0] and len(view["peers"]) == 3
     permits = client.permits()
     assert client.set_permits(permits) == permits
+    assert client.grants()["permissions"]["registry-svc:permit:edit"] is True
     assert client.last_response.headers["X-Registry-Index"].isdigit()
 
     with pytest.raises(ApiError) as refused:

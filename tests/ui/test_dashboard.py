@@ -1,6 +1,9 @@
 """The web dashboard in a real headless Chromium (Debian's, driven by Playwright) against a real
 3-peer cluster: sign in, peers and nodes, an instance registered through the API appearing
-live, filters, record text that carries markup, 401 and 403, and a screenshot.
+live, services grouped by slug, search, sorting, an instance's detail and its deregistration,
+record text that carries markup, 401 and 403, the layout at 800 px, peers killed while the page
+is open (down peers, one leader, the majority warning, the page moving to a live peer), and
+screenshots.
 
 Needs /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it) and the Python
 package playwright (the tox env `ui` installs it); without either the tests fail, saying so.
@@ -139,7 +142,10 @@ def test_dashboard_shows_the_cluster_and_follows_instances_live(cluster, page, a
     expect(marked.locator(".badge.leader")).to_have_text("★ leader")
     expect(page.locator(f'#peer-rows tr[data-raft="{served_by.raft}"]')).to_contain_text("this peer")
     for peer in cluster.peers:
-        expect(page.locator(f'#peer-rows tr[data-raft="{peer.raft}"]')).to_contain_text(peer.url)
+        row = page.locator(f'#peer-rows tr[data-raft="{peer.raft}"]')
+        expect(row).to_contain_text(peer.url)
+        expect(row.locator(".badge.up")).to_have_text("up")
+    expect(page.locator("#quorum")).to_be_hidden()
 
     # Three nodes, each with CPU, memory and disk bars.
     expect(page.locator("#node-cards article.node")).to_have_count(3)
@@ -169,7 +175,7 @@ def test_dashboard_shows_the_cluster_and_follows_instances_live(cluster, page, a
     for record in INSTANCES[1:]:
         register(cluster, writer, record)
     expect_rows(page, ALL_IDS)
-    expect(page.locator("#instance-count")).to_have_text("5 instances")
+    expect(page.locator("#instance-count")).to_have_text("5 instances in 3 services")
 
     # Status colours come from the stylesheet (so the CSP let it load).
     colours = {
@@ -194,8 +200,8 @@ def test_dashboard_shows_the_cluster_and_follows_instances_live(cluster, page, a
     with capsys.disabled():
         print(f"\ndashboard screenshot: {screenshot}")
 
-    # Filters: slug, status, tags (all must match), combined, cleared.
-    page.fill("#filter-slug", "api")
+    # Filters: a search (substrings, here of ids), status, tags (all must match), combined, cleared.
+    page.fill("#filter-search", "api")
     expect_rows(page, ["api-1", "api-2"])
     page.select_option("#filter-status", "Error")
     expect_rows(page, ["api-2"])
@@ -214,7 +220,7 @@ def test_dashboard_shows_the_cluster_and_follows_instances_live(cluster, page, a
 
     # A filtered view stays live: a matching registration appears.
     page.fill("#filter-tags", "")
-    page.fill("#filter-slug", "web")
+    page.fill("#filter-search", "web")
     expect_rows(page, ["web-1", "web-2"])
     register(cluster, writer, {"id": "web-3", "url": "http://127.10.0.3:8080", "slug": "web", "status": "Healthy"})
     expect(page.locator('#instance-rows tr[data-id="web-3"]')).to_be_visible()
@@ -312,3 +318,141 @@ def test_a_token_without_permissions_sees_why(cluster, page):
     expect(page.locator("#login")).to_be_hidden()
     assert not page.problems, page.problems
 
+
+
+def test_services_are_grouped_searched_sorted_and_an_instance_opens_with_its_actions(cluster, page, artifacts):
+    """Runs after the first test registered its instances (web-1..3, api-1..2, evil)."""
+    expect = _playwright().expect
+    sign_in(page, cluster.peers[1].url, cluster.local.admin_token)
+    groups = page.locator("#instance-rows tr.group")
+    expect(groups).to_have_count(3)
+    expect(page.locator('#instance-rows tr.group[data-slug="api"] .badge')).to_have_text("0 of 2 healthy")
+    expect(page.locator('#instance-rows tr.group[data-slug="web"] .badge')).to_have_text("3 of 3 healthy")
+    assert [g.get_attribute("data-slug") for g in groups.all()] == ["api", "evil", "web"]
+
+    # Rows of a group follow the sort: worst status first by default, then by id, url, heartbeat.
+    def ids_in_order():
+        return [row.get_attribute("data-id") for row in page.locator("#instance-rows tr.instance").all()]
+    expect(page.locator("#instance-rows tr.instance")).to_have_count(6)
+    assert ids_in_order()[:2] == ["api-2", "api-1"]  # Error before Degraded
+    page.select_option("#sort", "id")
+    expect(page.locator("#instance-rows tr.instance").first).to_have_attribute("data-id", "api-1")
+    assert ids_in_order() == ["api-1", "api-2", "evil", "web-1", "web-2", "web-3"]
+    page.select_option("#sort", "heartbeat")  # newest first: web-3 was registered last
+    expect(page.locator('#instance-rows tr.group[data-slug="web"] + tr.instance')).to_have_attribute("data-id", "web-3")
+
+    # The search takes substrings of the slug, id, url, tags and details, case aside.
+    page.fill("#filter-search", "SLOW")
+    expect(page.locator("#instance-rows tr.instance")).to_have_count(1)
+    expect(page.locator("#instance-rows tr.instance")).to_have_attribute("data-id", "api-1")
+    page.fill("#filter-search", "eb-")
+    expect(page.locator("#instance-rows tr.instance")).to_have_count(3)
+    expect(page.locator("#instance-count")).to_have_text("3 instances in 1 service")
+
+    # Times read relative, the timestamp in the title.
+    cell = page.locator('#instance-rows tr[data-id="web-1"] .ago')
+    expect(cell).to_have_text(re.compile(r"^\d+[smh] ago$"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT.*Z", cell.get_attribute("title"))
+
+    # An instance's detail: every field it has.
+    page.fill("#filter-search", "")
+    page.click('#instance-rows tr[data-id="api-1"]')
+    detail = page.locator("#instance-detail")
+    expect(detail).to_be_visible()
+    expect(page.locator("#detail-title")).to_have_text("Instance api-1")
+    expect(detail.locator('dd[data-field="port"]')).to_have_text("9000")
+    expect(detail.locator('dd[data-field="slug"]')).to_have_text("api")
+    expect(detail.locator('dd[data-field="details"]')).to_have_text("slow answers")
+    expect(detail.locator('dd[data-field="lastHeartbeat"]')).to_contain_text("ago")
+    page.screenshot(path=os.path.join(artifacts, "instance-detail.png"), full_page=True)
+
+    # Deregistering asks first: dismissed, nothing happens; accepted, the instance goes.
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    detail.locator('[data-action="deregister"]').click()
+    expect(page.locator('#instance-rows tr[data-id="api-1"]')).to_have_count(1)
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    detail.locator('[data-action="deregister"]').click()
+    expect(page.locator('#instance-rows tr[data-id="api-1"]')).to_have_count(0)
+    expect(detail).to_be_hidden()
+    assert len(questions) == 2 and questions[0].startswith("Deregister instance api-1 (http://127.10.1.1:9000)?")
+    assert cluster.get(cluster.peers[1], "/registry-svc/instances?id=api-1").json() == {"instances": []}
+    assert not page.problems, page.problems
+
+
+def test_a_token_is_offered_only_the_actions_it_may_take(cluster, page):
+    expect = _playwright().expect
+    register(cluster, cluster.peers[0], {"id": "mine-1", "url": "http://127.10.2.1:80", "slug": "team-a"})
+    sign_in(page, cluster.peers[0].url, cluster.token("team-a", "user"))
+    row = page.locator('#instance-rows tr[data-id="mine-1"]')
+    expect(row).to_be_visible()
+    expect(page.locator("#instance-rows tr.instance")).to_have_count(1)  # a user sees its own slug's
+    row.click()
+    expect(page.locator("#instance-detail")).to_be_visible()
+    expect(page.locator('#detail-actions [data-action="close"]')).to_be_visible()
+    # The default permits give users no instance:delete: no Deregister button.
+    expect(page.locator('#detail-actions [data-action="deregister"]')).to_have_count(0)
+    assert not page.problems, page.problems
+
+
+def test_the_layout_holds_at_800_pixels(cluster, page, artifacts):
+    expect = _playwright().expect
+    register(cluster, cluster.peers[0], {"id": "layout-1", "url": "http://127.10.3.1:8443/a/long/path/to/see/it/wrap",
+                                         "slug": "layout", "tags": ["prod", "eu-west-1", "tier-frontend"],
+                                         "details": "a long text " * 20})
+    page.set_viewport_size({"width": 800, "height": 1000})
+    sign_in(page, cluster.peers[0].url, cluster.local.admin_token)
+    expect(page.locator("#instance-rows tr.instance").first).to_be_visible()
+    expect(page.locator("#node-cards article.node")).to_have_count(3)
+    expect(page.locator("#instances th.col-wide").first).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    for box in page.locator("main .card, main .table-wrap").all():
+        if box.is_visible():  # nothing spills out of a card, and no table needs scrolling sideways
+            spill = box.evaluate("box => box.scrollWidth - box.clientWidth")
+            assert spill <= 1, (box.get_attribute("id") or box.get_attribute("class"), spill)
+    page.screenshot(path=os.path.join(artifacts, "dashboard-800px.png"), full_page=True)
+    assert not page.problems, page.problems
+
+
+def test_peers_killed_while_the_page_is_open(tmp_path_factory, page, artifacts):
+    """Its own cluster: the leader dies (one leader shown, the dead one down, the majority one
+    failure from lost), then the page's own peer dies (the page moves to the last live peer,
+    still signed in, and says there is no majority)."""
+    expect = _playwright().expect
+    with running_cluster(tmp_path_factory.mktemp("ui-kill")) as cluster:
+        leader = cluster.leader()
+        watched, survivor = [p for p in cluster.peers if p is not leader]
+        sign_in(page, watched.url, cluster.local.admin_token)
+        expect(page.locator("#peer-rows tr.peer .badge.up")).to_have_count(3)
+        expect(page.locator('#node-cards .badge.leader')).to_have_count(1)
+
+        cluster.local.kill_peers([leader])
+        new_leader = cluster.leader(among=[watched, survivor])
+        dead_row = page.locator(f'#peer-rows tr[data-raft="{leader.raft}"]')
+        expect(dead_row).to_have_class(re.compile(r"\bis-down\b"))
+        expect(dead_row.locator(".badge.down")).to_have_text("down")
+        expect(page.locator("#peer-rows .badge.leader")).to_have_count(1)
+        expect(page.locator(f'#peer-rows tr.is-leader[data-raft="{new_leader.raft}"]')).to_have_count(1)
+        expect(page.locator("#quorum")).to_have_text(re.compile(r"^One more failure loses the majority: 2 of 3"))
+        expect(page.locator(f'#node-cards article.node[data-url="{leader.url}"]')).to_have_class(
+            re.compile(r"\bis-stale\b"))
+        expect(page.locator('#node-cards .badge.leader')).to_have_count(1)
+        expect(page.locator(f'#node-cards article.node[data-url="{new_leader.url}"] .badge.leader')).to_have_count(1)
+        expect(page.locator('#node-cards [data-action="remove-node"]')).to_have_count(1)  # the dead one's
+        page.screenshot(path=os.path.join(artifacts, "leader-killed.png"), full_page=True)
+
+        cluster.local.kill_peers([watched])
+        expect(page.locator("#failover")).to_contain_text(f"moving to {survivor.url}")
+        page.wait_for_url(re.compile(re.escape(survivor.url) + r"/ui"), timeout=30_000)
+        expect(page).to_have_url(survivor.url + "/ui")  # the handed-over token is out of the address
+        expect(page.locator("#dashboard")).to_be_visible()
+        expect(page.locator("#login")).to_be_hidden()
+        expect(page.locator(f'#peer-rows tr[data-raft="{survivor.raft}"]')).to_contain_text("this peer")
+        expect(page.locator("#quorum")).to_have_text(re.compile(r"^No majority: 1 of 3"))
+        page.screenshot(path=os.path.join(artifacts, "moved-to-live-peer.png"), full_page=True)
+    # A killed peer's page loads fail; only errors of the page's own code count.
+    assert not [p for p in page.problems if p.startswith("uncaught")], page.problems
