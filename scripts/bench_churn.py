@@ -2,8 +2,9 @@
 
 With the cluster holding --instances instances over 1,000 slugs (prod/dev tags), at a follower:
 - slug, slug+tag, slug+status and full-list reads with wrk (1 and --connections connections),
-  first with no writes, then while a writer re-registers random instances at the leader at a
-  fixed rate (--churn-rate, default 20/s: what heartbeats and scans do all day);
+  with no writes and while a writer re-registers random instances at the leader at a fixed rate
+  (--churn-rate, default 20/s: what heartbeats and scans do all day), the two alternating
+  ROUNDS times per read;
 - 500 blocking watchers on 500 distinct slugs (each re-arming with the index it was given),
   while one watched slug changes at the same rate: how many watchers each change woke, and the
   p99 of reads of an unwatched slug beside them, against the same reads with the watchers idle.
@@ -30,6 +31,8 @@ class WatchersNotHeld(Exception):
     pass
 
 
+# Each read alternates no writes and churn this many times (see measure()).
+ROUNDS = 3
 LOOKUPS = {  # name -> query; svc-8 holds even numbers (prod), svc-9 odd ones (dev)
     "slug": "?slug=svc-7",
     "slug+tag": "?slug=svc-8&tag=prod",
@@ -167,32 +170,45 @@ class Watchers:
 
 def measure(cluster, leader, follower, wrk, *, instances, duration, connections, churn_rate, body_of, get_script,
             log, fail):
-    """The reads with and without churn, and the watchers; a dict for the bench's document."""
-    out = {"churnRate": churn_rate, "reads": {}, "watchers": None}
+    """The reads with and without churn, and the watchers; a dict for the bench's document.
+
+    Each read runs ROUNDS times with no writes and ROUNDS times under churn, alternating, each
+    run a ROUNDS-th of `duration` long and at least a second: drift of a shared machine over the
+    minutes of the stage falls on both alike, and the median run of each mode is the figure."""
+    out = {"churnRate": churn_rate, "reads": {}, "watchers": None, "rounds": ROUNDS}
     watch_pids = {"follower": follower.pid, "leader": leader.pid}
     queries = dict(LOOKUPS)
     queries["full list"] = ""
-    for mode in ("idle", "churn"):
-        writer = Writer(leader.url, cluster.token, body_of, instances, churn_rate) if mode == "churn" else None
-        started = time.monotonic()
-        if writer:
-            writer.__enter__()
-        try:
-            for name, query in queries.items():
-                for c in ((1,) if name == "full list" else (1, connections)):
-                    run = wrk.run(follower.url + "/registry-svc/instances" + query, connections=c, duration=duration,
-                                  script=get_script, watch_pids=watch_pids, label=f"scale {mode}: {name} c{c}")
-                    out["reads"].setdefault(name, {}).setdefault(f"c{c}", {})[mode] = run
-        finally:
-            if writer:
-                writer.__exit__()
-                out["writes"] = writer.result(time.monotonic() - started)
-                if writer.ok == 0:
-                    raise fail(f"the churn writer committed nothing ({writer.failed} failed)")
-    for name, by_connections in out["reads"].items():
-        for runs in by_connections.values():
-            if "idle" in runs and "churn" in runs and runs["idle"]["requestsPerSecond"]:
-                runs["churnRateRatio"] = round(runs["churn"]["requestsPerSecond"] / runs["idle"]["requestsPerSecond"], 3)
+    writes = {"ok": 0, "failed": 0, "seconds": 0.0}
+    run_seconds = max(1.0, duration / ROUNDS)
+    for name, query in queries.items():
+        for c in ((1,) if name == "full list" else (1, connections)):
+            runs = {"idle": [], "churn": []}
+            for round_number in range(1, ROUNDS + 1):
+                for mode in ("idle", "churn"):
+                    label = f"scale {mode}: {name} c{c} ({round_number}/{ROUNDS})"
+                    url = follower.url + "/registry-svc/instances" + query
+                    if mode == "idle":
+                        runs[mode].append(wrk.run(url, connections=c, duration=run_seconds, script=get_script,
+                                                  watch_pids=watch_pids, label=label))
+                        continue
+                    started = time.monotonic()
+                    with Writer(leader.url, cluster.token, body_of, instances, churn_rate) as writer:
+                        runs[mode].append(wrk.run(url, connections=c, duration=run_seconds, script=get_script,
+                                                  watch_pids=watch_pids, label=label))
+                    if writer.ok == 0:
+                        raise fail(f"the churn writer committed nothing ({writer.failed} failed)")
+                    writes["ok"] += writer.ok
+                    writes["failed"] += writer.failed
+                    writes["seconds"] += time.monotonic() - started
+            entry = {mode: _median_run(mode_runs) for mode, mode_runs in runs.items()}
+            entry["rounds"] = runs
+            if entry["idle"]["requestsPerSecond"]:
+                entry["churnRateRatio"] = round(entry["churn"]["requestsPerSecond"]
+                                                / entry["idle"]["requestsPerSecond"], 3)
+            out["reads"].setdefault(name, {})[f"c{c}"] = entry
+    out["writes"] = {"ok": writes["ok"], "failed": writes["failed"],
+                     "perSecond": round(writes["ok"] / writes["seconds"], 1) if writes["seconds"] else None}
     try:
         out["watchers"] = watch(cluster, leader, follower, wrk, instances=instances, duration=duration,
                                 churn_rate=churn_rate, body_of=body_of, get_script=get_script, log=log, fail=fail)
@@ -235,6 +251,11 @@ def watch(cluster, leader, follower, wrk, *, instances, duration, churn_rate, bo
     if writer.ok == 0:
         raise fail("no change to the watched slug was committed")
     return out
+
+
+def _median_run(runs):
+    """The run whose rate is the median of the rounds' (the middle one of three)."""
+    return sorted(runs, key=lambda run: run["requestsPerSecond"] or 0)[len(runs) // 2]
 
 
 def markdown_lines(scale):
