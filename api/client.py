@@ -30,7 +30,7 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 # X-Registry-Index, so one without it came from the proxy, and the next peer is tried.
 PROXY_UNAVAILABLE = (502, 503, 504)
 # Writes wait for a Raft commit (5 s by default at the server) before the server answers 503.
-DEFAULT_READ_TIMEOUT = 15.0
+DEFAULT_READ_TIMEOUT = 10.0
 # How long a 503 with Retry-After is retried at the peers, counted from the request's start.
 DEFAULT_UNAVAILABLE_RETRY_SECONDS = 10.0
 # How long an https URL that got no TLS answer is probed for plain HTTP, to say which it is.
