@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import orjson
 from werkzeug.http import HTTP_STATUS_CODES
 
+from cluster import tracing
 from cluster.submit import WriteUnavailable
 from registry.errors import ValidationError
 from registry.permissions import INSTANCE_EDIT, INSTANCE_VIEW
@@ -75,6 +76,7 @@ class HotPath:
 
     def _register(self, environ, start_response):
         started = time.perf_counter()
+        tracing.request_started()
         raw = _read_body(environ, self._config["MAX_CONTENT_LENGTH"])
         if raw is None:
             return self.flask_wsgi_app(environ, start_response)
@@ -136,6 +138,7 @@ class HotPath:
         self._metrics.request(endpoint, method, status, started)
         logs.log_access(request_id, method, environ["PATH_INFO"], status, caller, started)
         self.served += 1
+        tracing.request_done()  # the answer is complete; waitress sends it from here
         return wsgi_body(environ, body)
 
 

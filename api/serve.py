@@ -9,6 +9,7 @@ import signal
 from waitress import create_server
 from waitress.channel import HTTPChannel
 
+from cluster import tracing
 from cluster.config import split_address
 from cluster.peer import Peer
 
@@ -96,6 +97,7 @@ def raise_open_files_limit(connections):
 
 def serve(config, timings=None):
     tune_malloc()
+    tracing.start_from_environment()  # REGISTRY_TRACE_DIR: scripts/latency_budget.py
     raise_open_files_limit(connection_limit(config))
     host, port = split_address(config.http_address, "--http-address")
     peer = Peer(config) if timings is None else Peer(config, timings)

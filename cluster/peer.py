@@ -11,7 +11,7 @@ import orjson
 from registry import commands
 from registry.permissions import SYSTEM
 
-from . import cluster_view, identity, membership
+from . import cluster_view, identity, membership, tracing
 from .checkpoints import CheckpointProposer
 from .config import PeerConfig, RaftTimings
 from .face import PeerStatus
@@ -89,6 +89,7 @@ class Peer(PeerReads):
         an id that makes every attempt after an applied one answer as that one did."""
         if command.get("type") not in commands.NO_STATE_CHANGE:
             command = commands.with_id(command, "%016x" % _command_ids.getrandbits(64))
+            tracing.request_submitted(command["cid"])
         return self.committer.submit(
             command, self.config.write_timeout_seconds, encoded_size=len(orjson.dumps(command)),
         )

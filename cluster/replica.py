@@ -19,7 +19,7 @@ from pysyncobj.serializer import SERIALIZER_STATE
 
 from registry import commands as registry_commands
 
-from . import dumps, durability, membership
+from . import dumps, durability, membership, tracing
 from .checkpoints import CheckpointLedger
 from .identity import ConfigurationError
 from .replica_dumps import FullDumpHooks
@@ -101,7 +101,9 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         self._commands_since_dump += len(commands)
         if self._sync_journal is not None and not self._SyncObj__otherNodes:
             self._sync_journal()  # a single peer commits without sending: flush before answering
+        tracing.mark("apply.start", index)
         results, taken = self.state.apply(commands, index)
+        tracing.mark("apply.end", [[command.get("cid") for command in commands if isinstance(command, dict)], index])
         for checkpoint_id, parts in taken:
             self.checkpoints.taken(checkpoint_id, parts)
         for command in commands:
@@ -148,6 +150,17 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         propose = self.addNodeToCluster if change == "add" else self.removeNodeFromCluster
         propose(address, callback=waiter)
         return waiter.wait(timeout)
+
+    def _checkCommandsToApply(self):
+        """PySyncObj's: take queued commands into the log (a leader) or forward them (a follower).
+        Traced: the entries this took in, as of when it started."""
+        if not tracing.enabled():
+            return super()._checkCommandsToApply()
+        before, started = self._SyncObj__getCurrentLogIndex(), time.monotonic_ns()
+        result = super()._checkCommandsToApply()
+        for index in range(before + 1, self._SyncObj__getCurrentLogIndex() + 1):
+            tracing.mark_at(started, "raft.picked", index)
+        return result
 
     def _on_tick(self):
         """On the Raft thread, after each tick: the work PySyncObj has no hook for."""

@@ -18,6 +18,8 @@ import time
 
 from pysyncobj import FAIL_REASON
 
+from . import tracing
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH_COMMANDS = 512
@@ -126,7 +128,9 @@ class GroupCommitter:
                 raise WriteUnavailable("this peer is shutting down", outcome_unknown=False)
             self._pending.append(ticket)
             self._cv.notify()
-        if not ticket.done.wait(timeout):
+        woken = ticket.done.wait(timeout)
+        tracing.request_mark("writer.woken")
+        if not woken:
             with self._cv:
                 if ticket in self._pending:
                     self._pending.remove(ticket)
@@ -156,6 +160,8 @@ class GroupCommitter:
             commands = [t.command for t in batch.tickets]
             try:
                 self._replica.apply_batch(commands, callback=lambda res, err, b=batch: self._settle(b, res, err))
+                for command in commands:
+                    tracing.mark("committer.sent", command.get("cid"))
             except Exception as error:  # the replica is being destroyed
                 log.warning("submitting a batch failed: %r", error)
                 self._settle(batch, None, FAIL_REASON.REQUEST_DENIED)
@@ -235,6 +241,8 @@ class GroupCommitter:
 
     def _settle(self, batch, results, error):
         """PySyncObj's callback, on the Raft thread: hand each writer its result."""
+        for ticket in batch.tickets:
+            tracing.mark("callback", ticket.command.get("cid"))
         with self._cv:
             if batch.settled:
                 return

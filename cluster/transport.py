@@ -8,6 +8,7 @@ import time
 
 from pysyncobj.transport import TCPTransport
 
+from . import tracing
 from .log_matching import trim_append
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,14 @@ class ContactTrackingTransport(TCPTransport):
                     self._confirm_instead = None
                 if self._journal_unflushed:
                     self._flush_journal()
+                tracing.mark("reply.sent", message.get("next_node_idx", 0) - 1)
             elif kind == "append_entries" and message.get("entries"):
                 self._journal_unflushed = True
+                if tracing.enabled():
+                    for entry in message["entries"]:
+                        tracing.mark("append.sent", [entry[1], node.id])
+            elif kind == "apply_command":
+                tracing.mark("forward.sent", None)
         return super().send(node, message)
 
     def flush_sent_entries(self):
@@ -58,12 +65,16 @@ class ContactTrackingTransport(TCPTransport):
         # unflushed flag is kept either way, so sending and receiving need not ask.
         if self.sync_journal is not None:
             self.sync_journal()
+            if tracing.enabled() and self._syncObj is not None:
+                tracing.mark("journal.flushed", self._syncObj._SyncObj__getCurrentLogIndex())
         self._journal_unflushed = False
 
     def _onMessageReceived(self, node, message):
         now = time.monotonic()
         self.last_heard[node.id] = now
         kind = message.get("type") if isinstance(message, dict) else None
+        if tracing.enabled():
+            _trace_received(node, kind, message)
         if kind == "append_entries":
             # Only a leader sends append_entries; one of an older term is from a deposed leader,
             # which the library ignores, and is no contact with the cluster's leader.
@@ -141,3 +152,15 @@ class ContactTrackingTransport(TCPTransport):
             next_index[node] = min(before, after)
         elif message.get("success"):
             next_index[node] = max(before, after)
+
+
+def _trace_received(node, kind, message):
+    if kind == "append_entries":
+        for entry in message.get("entries") or ():
+            tracing.mark("append.received", entry[1])
+        if "commit_index" in message:
+            tracing.mark("commit.heard", message["commit_index"])
+    elif kind == "next_node_idx" and message.get("success"):
+        tracing.mark("reply.received", [message.get("next_node_idx", 0) - 1, node.id])
+    elif kind == "apply_command_response" and "log_idx" in message:
+        tracing.mark("forward.answered", message["log_idx"])

@@ -1,0 +1,88 @@
+"""Where a write's time goes: timestamps of each hop, for scripts/latency_budget.py.
+
+Off unless a peer starts with REGISTRY_TRACE_DIR set; then each process keeps
+(monotonic ns, hop, key) events in memory and writes them to DIR/trace-<pid>.json when it
+exits. CLOCK_MONOTONIC is one clock for every process of a machine, so events of the peers of a
+local cluster line up. Keys join the hops: a write's command id (cid) on the peer that took the
+request, the Raft index of its entry between peers (an apply event says which cid went into
+which index). Off, a hop costs a global read and a comparison.
+"""
+
+import atexit
+import os
+import threading
+import time
+
+import orjson
+
+ENVIRONMENT_VARIABLE = "REGISTRY_TRACE_DIR"
+
+_events = None  # [(ns, hop, key)] while tracing, None otherwise
+_path = None
+_request = threading.local()  # the request thread's write: its start time, then its cid
+
+
+def start_from_environment():
+    directory = os.environ.get(ENVIRONMENT_VARIABLE)
+    if directory:
+        start(directory)
+
+
+def start(directory):
+    global _events, _path
+    os.makedirs(directory, exist_ok=True)
+    _events = []
+    _path = os.path.join(directory, f"trace-{os.getpid()}.json")
+    atexit.register(flush)
+
+
+def flush():
+    if _events is not None and _path is not None:
+        with open(_path, "wb") as sink:
+            sink.write(orjson.dumps(_events))
+
+
+def enabled():
+    return _events is not None
+
+
+def mark(hop, key):
+    if _events is not None:
+        _events.append((time.monotonic_ns(), hop, key))
+
+
+def mark_at(ns, hop, key):
+    if _events is not None:
+        _events.append((ns, hop, key))
+
+
+def request_started():
+    """On a request thread, as a write request arrives (its cid is not known yet)."""
+    if _events is not None:
+        _request.started = time.monotonic_ns()
+        _request.cid = None
+
+
+def request_submitted(cid):
+    """On the request thread, once its command has an id: the start is recorded under it."""
+    if _events is not None:
+        started = getattr(_request, "started", None)
+        if started is not None:
+            _events.append((started, "http.start", cid))
+            _request.started = None
+            _request.cid = cid
+        _events.append((time.monotonic_ns(), "submit", cid))
+
+
+def request_mark(hop):
+    """A later hop of this thread's write (woken, answered)."""
+    if _events is not None:
+        cid = getattr(_request, "cid", None)
+        if cid is not None:
+            _events.append((time.monotonic_ns(), hop, cid))
+
+
+def request_done():
+    if _events is not None:
+        request_mark("http.written")
+        _request.cid = None

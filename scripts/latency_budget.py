@@ -1,0 +1,217 @@
+"""The latency budget of one write (issue 17): where a lone write's milliseconds go, hop by hop.
+
+    python scripts/latency_budget.py [--writes 1000] [--json-out FILE]
+
+Starts a 3-peer local cluster with tracing on (cluster/tracing.py: every process records when a
+write reaches each hop, on the machine's one monotonic clock), sends --writes sequential
+registrations over one connection to the leader and then as many to a follower, stops the
+cluster (each peer writes its trace as it exits) and prints the median and p99 of every hop.
+A write is followed by its command id on the peer that took it and by its Raft index between
+peers (the answer's X-Registry-Index is that index); between the leader's append and its
+commit, the follower followed is the one whose confirmation made the majority.
+"""
+
+import argparse
+import bisect
+import collections
+import glob
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_cluster import Registry  # noqa: E402
+from bench_support import record_body  # noqa: E402
+from cluster import tracing  # noqa: E402
+
+LEADER_HOPS = (
+    ("waitress: accept, read and parse the request", "client.sent", "T:http.start"),
+    ("handler: token, permission, validation", "T:http.start", "T:submit"),
+    ("hand-off to the committer, submit to PySyncObj", "T:submit", "T:committer.sent"),
+    ("Raft thread picks it up, appends it", "T:committer.sent", "L:raft.picked"),
+    ("append entries sent", "L:raft.picked", "L:append.sent"),
+    ("to the follower", "L:append.sent", "M:append.received"),
+    ("follower flush", "M:append.received", "M:journal.flushed"),
+    ("follower reply sent", "M:journal.flushed", "M:reply.sent"),
+    ("back to the leader", "M:reply.sent", "L:reply.received"),
+    ("leader counts it, commits", "L:reply.received", "L:apply.start"),
+    ("apply", "L:apply.start", "L:apply.end"),
+    ("callback", "L:apply.end", "T:callback"),
+    ("writer woken", "T:callback", "T:writer.woken"),
+    ("answer built", "T:writer.woken", "T:http.written"),
+    ("answer sent and read by the client", "T:http.written", "client.received"),
+)
+FOLLOWER_HOPS = LEADER_HOPS[:3] + (
+    ("follower's Raft thread forwards it", "T:committer.sent", "T:forward.sent"),
+    ("to the leader, picked up, appended", "T:forward.sent", "L:raft.picked"),
+) + LEADER_HOPS[4:10] + (
+    ("commit reaches this follower", "L:apply.start", "T:commit.heard"),
+    ("this follower applies", "T:commit.heard", "T:apply.start"),
+    ("apply", "T:apply.start", "T:apply.end"),
+    ("callback", "T:apply.end", "T:callback"),
+) + LEADER_HOPS[12:]
+SIDE_HOPS = (("(beside) the leader's own flush of the entry", "L:append.sent", "L:journal.flushed"),)
+
+
+class Trace:
+    """One process's events: exact (hop, key) lookups and, for hops that cover every index up
+    to theirs (flushes, confirmations, commits), the first covering one after a moment."""
+
+    def __init__(self, events):
+        self.exact = {}
+        self.covering = collections.defaultdict(list)  # hop -> [(ns, index, node)] in time order
+        for ns, hop, key in sorted(events, key=lambda event: event[0]):
+            if hop == "apply.end":
+                cids, index = key
+                self.exact.setdefault(("apply.end", index), ns)
+                for cid in cids:
+                    self.exact.setdefault(("index-of", cid), index)
+            elif hop in ("journal.flushed", "reply.sent", "commit.heard", "reply.received", "append.sent"):
+                index, node = (key[0], key[1]) if isinstance(key, list) else (key, None)
+                self.covering[hop].append((ns, index, node))
+            elif hop == "forward.sent":
+                self.covering[hop].append((ns, None, None))
+            else:
+                self.exact.setdefault((hop, tuple(key) if isinstance(key, list) else key), ns)
+
+    def first(self, hop, index, after, node=None):
+        """The first `hop` covering `index` at or after `after`: (ns, node) or None."""
+        runs = self.covering.get(hop, ())
+        start = bisect.bisect_left(runs, (after,))
+        for ns, covered, by in runs[start:]:
+            if (covered is None or covered >= index) and (node is None or by == node):
+                return ns, by
+        return None
+
+
+def follow(write, traces, target, leader, others):
+    """{event name: ns} for one write, or None when its trace is incomplete."""
+    t, lead = traces[target.pid], traces[leader.pid]
+    cid = t.cid_of.get(write["index"])
+    if cid is None:
+        return None
+    at = {"client.sent": write["sent"], "client.received": write["received"]}
+    for hop in ("http.start", "submit", "committer.sent", "callback", "writer.woken", "http.written"):
+        at[f"T:{hop}"] = t.exact.get((hop, cid))
+    index = write["index"]
+    at["L:raft.picked"] = lead.exact.get(("raft.picked", index))
+    at["L:apply.start"] = lead.exact.get(("apply.start", index))
+    at["L:apply.end"] = lead.exact.get(("apply.end", index))
+    if at["L:raft.picked"] is None:
+        return None
+    sent = lead.first("append.sent", index, at["L:raft.picked"])
+    at["L:append.sent"] = sent and sent[0]
+    flushed = lead.first("journal.flushed", index, at["L:raft.picked"])
+    at["L:journal.flushed"] = flushed and flushed[0]
+    reply = lead.first("reply.received", index, at["L:raft.picked"])
+    if reply is not None:
+        at["L:reply.received"], majority_raft = reply
+        majority = next((p for p in others + [target] if p.raft == majority_raft), None)
+        if majority is not None:
+            m = traces[majority.pid]
+            sent_to = lead.first("append.sent", index, at["L:raft.picked"], node=majority_raft)
+            at["L:append.sent"] = sent_to and sent_to[0]
+            at["M:append.received"] = m.exact.get(("append.received", index))
+            if at["M:append.received"] is not None:
+                flush = m.first("journal.flushed", index, at["M:append.received"])
+                at["M:journal.flushed"] = flush and flush[0]
+                confirmed = m.first("reply.sent", index, at["M:append.received"])
+                at["M:reply.sent"] = confirmed and confirmed[0]
+    if target is not leader:
+        forwarded = t.first("forward.sent", 0, at["T:committer.sent"] or 0)
+        at["T:forward.sent"] = forwarded and forwarded[0]
+        heard = t.first("commit.heard", index, at["L:apply.start"] or 0)
+        at["T:commit.heard"] = heard and heard[0]
+        at["T:apply.start"] = t.exact.get(("apply.start", index))
+        at["T:apply.end"] = t.exact.get(("apply.end", index))
+    return at
+
+
+def table(title, hops, followed):
+    lines = [f"### {title} ({len(followed)} writes followed)", "",
+             "| hop | median ms | p99 ms | writes |", "|---|---|---|---|"]
+    rows = {}
+    for label, start, end in hops + SIDE_HOPS + (("total, as the client saw it", "client.sent", "client.received"),):
+        deltas = sorted((at[end] - at[start]) / 1e6 for at in followed if at.get(start) and at.get(end))
+        if not deltas:
+            lines.append(f"| {label} | – | – | 0 |")
+            continue
+        p99 = deltas[min(len(deltas) - 1, int(len(deltas) * 0.99))]
+        rows[label] = {"medianMs": round(statistics.median(deltas), 3), "p99Ms": round(p99, 3), "writes": len(deltas)}
+        lines.append(f"| {label} | {statistics.median(deltas):.3f} | {p99:.3f} | {len(deltas)} |")
+    return lines, rows
+
+
+def send_writes(peer, token, name, count):
+    connection = http.client.HTTPConnection("127.0.0.1", int(peer.url.rsplit(":", 1)[1]), timeout=15)
+    writes = []
+    for n in range(count):
+        body = record_body("budget", name, n)
+        sent = time.monotonic_ns()
+        connection.request("PUT", "/registry-svc/instance", body=body,
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        received = time.monotonic_ns()
+        if response.status == 201:
+            writes.append({"sent": sent, "received": received, "index": int(response.getheader("X-Registry-Index"))})
+    connection.close()
+    return writes
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--json-out", help="also write the figures as JSON here")
+    parser.add_argument("--require-every-hop", action="store_true",
+                        help="exit 1 unless every hop was seen for most writes (the smoke run: the tracing cannot rot)")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="registry-budget-")
+    trace_dir = os.path.join(workdir, "traces")
+    os.environ[tracing.ENVIRONMENT_VARIABLE] = trace_dir
+    cluster = Registry(workdir, "budget", ["--scan-interval", "86400"]).start()
+    try:
+        leader = cluster.leader()
+        follower = next(p for p in cluster.peers if p is not leader)
+        runs = {"leader": (leader, send_writes(leader, cluster.token, "leader", args.writes)),
+                "follower": (follower, send_writes(follower, cluster.token, "follower", args.writes))}
+        pids = {p.index: p.pid for p in cluster.peers}
+    finally:
+        cluster.stop()
+    traces = {}
+    for path in glob.glob(os.path.join(trace_dir, "trace-*.json")):
+        with open(path, "rb") as source:
+            trace = Trace(json.load(source))
+        trace.cid_of = {index: cid for (kind, cid), index in trace.exact.items() if kind == "index-of"}
+        traces[int(os.path.basename(path)[6:-5])] = trace
+    missing = [index for index, pid in pids.items() if pid not in traces]
+    if missing:
+        sys.exit(f"peers {missing} left no trace in {trace_dir}")
+    report, document = [], {"writes": args.writes}
+    for name, (target, writes) in runs.items():
+        others = [p for p in cluster.peers if p is not leader and p is not target]
+        followed = [at for at in (follow(w, traces, target, leader, others) for w in writes) if at is not None]
+        lines, rows = table(f"a write at the {name}", LEADER_HOPS if target is leader else FOLLOWER_HOPS, followed)
+        report += lines + [""]
+        document[name] = rows
+    print("\n".join(report))
+    if args.require_every_hop:
+        thin = [f"{name}: {label}" for name, rows in document.items() if name != "writes"
+                for label in rows if rows[label]["writes"] < args.writes * 0.9]
+        hops = {name: LEADER_HOPS if name == "leader" else FOLLOWER_HOPS for name in ("leader", "follower")}
+        absent = [f"{name}: {label}" for name, listed in hops.items() for label, _, _ in listed + SIDE_HOPS
+                  if label not in document[name]]
+        if thin or absent:
+            sys.exit(f"hops not followed for 90 % of the writes: {thin + absent}")
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as sink:
+            json.dump(document, sink, indent=2)
+
+
+if __name__ == "__main__":
+    main()
