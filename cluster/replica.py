@@ -103,7 +103,8 @@ class RegistryReplica(FullDumpHooks, SyncObj):
             self._sync_journal()  # a single peer commits without sending: flush before answering
         tracing.mark("apply.start", index)
         results, taken = self.state.apply(commands, index)
-        tracing.mark("apply.end", [[command.get("cid") for command in commands if isinstance(command, dict)], index])
+        if tracing.enabled():
+            tracing.mark("apply.end", [[c.get("cid") for c in commands if isinstance(c, dict)], index])
         for checkpoint_id, parts in taken:
             self.checkpoints.taken(checkpoint_id, parts)
         for command in commands:
