@@ -760,7 +760,12 @@
   // A token handed over by another peer's dashboard (openPeer): kept, and out of the address.
   function takeHandedToken() {
     if (!window.location.hash.startsWith(TOKEN_FRAGMENT)) return;
-    const handed = decodeURIComponent(window.location.hash.slice(TOKEN_FRAGMENT.length));
+    let handed = "";
+    try {
+      handed = decodeURIComponent(window.location.hash.slice(TOKEN_FRAGMENT.length));
+    } catch (_) {
+      // a mangled fragment: sign in by hand
+    }
     history.replaceState(null, "", window.location.pathname + window.location.search);
     if (handed) sessionStorage.setItem(TOKEN_KEY, handed);
   }
