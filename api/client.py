@@ -17,6 +17,7 @@ This module talks HTTP only: it imports neither `registry` nor `cluster`, so it 
 into any program that only has `requests`.
 """
 
+import functools
 import socket
 import ssl
 import time
@@ -285,11 +286,12 @@ def same_peer(url, other):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=64)
 def _addresses(host):
     try:
-        return {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        return frozenset(info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP))
     except (OSError, UnicodeError):
-        return set()
+        return frozenset()
 
 
 def describe_unanswered(error, timeout, url=None):

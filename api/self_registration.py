@@ -2,7 +2,7 @@
 background, deregister on the way out.
 
     client = RegistryClient(urls, token)
-    with SelfRegistration(client, id="orders-1", url="http://10.0.0.7:8081", slug="orders", ttl="15s"):
+    with SelfRegistration(client, id="orders-1", url="http://10.0.0.7:8081", slug="orders", ttl_seconds=15):
         serve_forever()
 
 The registry marks an instance with a ttl Unreachable once its last heartbeat is older than the
@@ -26,17 +26,19 @@ log = logging.getLogger(__name__)
 HEARTBEATS_PER_TTL = 3
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class SelfRegistration:
-    def __init__(self, client, *, id, url, slug=None, ttl="15s", tags=(), deregister_after=None,
+    def __init__(self, client, *, id, url, slug=None, ttl_seconds=15.0, tags=(), deregister_after=None,
                  details=None, **fields):
-        """Registration `fields` beyond these (nodeUrl, deploymentId...) go as given."""
+        """Registration `fields` beyond these (nodeUrl, deploymentId...) go as given; the ttl is
+        sent in seconds, the registry's own duration form, so nothing here parses durations."""
+        if not ttl_seconds > 0:
+            raise ValueError(f"ttl_seconds must be more than zero, not {ttl_seconds!r}")
         self.client = client
         self.id = id
-        self.ttl_seconds = _seconds(ttl)
-        self.registration = {"id": id, "url": url, "ttl": ttl, **fields}
+        self.ttl_seconds = ttl_seconds
+        self.registration = {"id": id, "url": url, "ttl": f"{ttl_seconds:g}s", **fields}
         for name, value in (("slug", slug), ("tags", list(tags) or None), ("deregisterAfter", deregister_after),
                             ("details", details)):
             if value is not None:
@@ -123,19 +125,3 @@ def _backoff(failures, period):
     ceiling = min(LONGEST_RETRY_SECONDS, max(FIRST_RETRY_SECONDS, period), FIRST_RETRY_SECONDS * 2 ** failures)
     return random.uniform(ceiling / 2, ceiling)
 
-
-def _seconds(text):
-    """A ttl like 15s, 2m or 1h30m in seconds (the registry validates it again)."""
-    total, number = 0.0, ""
-    remaining = str(text).strip()
-    while remaining:
-        digits = len(remaining) - len(remaining.lstrip("0123456789."))
-        number, remaining = remaining[:digits], remaining[digits:]
-        unit = next((u for u in ("ms", "s", "m", "h", "d") if remaining.startswith(u)), None)
-        if not number or (unit is None and remaining):
-            raise ValueError(f"ttl {text!r} is not a duration like 15s, 2m or 1h")
-        total += float(number) * _UNITS[unit or "s"]
-        remaining = remaining[len(unit or ""):]
-    if total <= 0:
-        raise ValueError(f"ttl {text!r} must be longer than zero")
-    return total

@@ -45,7 +45,8 @@ class ContactTrackingTransport(TCPTransport):
                     self._confirm_instead = None
                 if self._journal_unflushed:
                     self._flush_journal()
-                tracing.mark("reply.sent", message.get("next_node_idx", 0) - 1)
+                if tracing.enabled():
+                    tracing.mark("reply.sent", message.get("next_node_idx", 0) - 1)
             elif kind == "append_entries" and message.get("entries"):
                 self._journal_unflushed = True
                 if tracing.enabled():

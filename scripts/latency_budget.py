@@ -64,13 +64,14 @@ class Trace:
 
     def __init__(self, events):
         self.exact = {}
+        self.cid_of = {}  # Raft index -> the command id applied there (a lone write is one entry)
         self.covering = collections.defaultdict(list)  # hop -> [(ns, index, node)] in time order
         for ns, hop, key in sorted(events, key=lambda event: event[0]):
             if hop == "apply.end":
                 cids, index = key
                 self.exact.setdefault(("apply.end", index), ns)
                 for cid in cids:
-                    self.exact.setdefault(("index-of", cid), index)
+                    self.cid_of.setdefault(index, cid)
             elif hop in ("journal.flushed", "reply.sent", "commit.heard", "reply.received", "append.sent"):
                 index, node = (key[0], key[1]) if isinstance(key, list) else (key, None)
                 self.covering[hop].append((ns, index, node))
@@ -186,9 +187,7 @@ def main():
     traces = {}
     for path in glob.glob(os.path.join(trace_dir, "trace-*.json")):
         with open(path, "rb") as source:
-            trace = Trace(json.load(source))
-        trace.cid_of = {index: cid for (kind, cid), index in trace.exact.items() if kind == "index-of"}
-        traces[int(os.path.basename(path)[6:-5])] = trace
+            traces[int(os.path.basename(path)[6:-5])] = Trace(json.load(source))
     missing = [index for index, pid in pids.items() if pid not in traces]
     if missing:
         sys.exit(f"peers {missing} left no trace in {trace_dir}")

@@ -447,7 +447,6 @@
     const raft = node.raft && typeof node.raft === "object" ? node.raft : {};
     const meta = [node.hostname, node.os, node.region, node.availabilityZone].filter((v) => typeof v === "string" && v);
     const stale = node.status === "Stale";
-    const listed = (session.instances || []).filter((instance) => instance.nodeUrl === node.url).length;
     let remove = null;
     if (stale && may(session, PERMISSION.nodeDelete)) {
       remove = el("button", { type: "button", class: "danger small", "data-action": "remove-node" }, "Remove record");
@@ -473,11 +472,22 @@
       gpus.length
         ? el("div", { class: "gpus" }, gpus.map(gpuCard))
         : el("p", { class: "muted small" }, "no GPUs"),
-      el("p", { class: "muted small node-instances" },
-        listed + (listed === 1 ? " listed instance runs" : " listed instances run") + " here"),
+      el("p", { class: "muted small node-instances" }, instancesHere(session, node.url)),
       el("p", { class: "muted small" }, "id " + (node.id || "?") + " · heartbeat ", timeText(node.lastHeartbeat)),
       remove
     );
+  }
+
+  function instancesHere(session, url) {
+    const listed = (session.instances || []).filter((instance) => instance.nodeUrl === url).length;
+    return listed + (listed === 1 ? " listed instance runs" : " listed instances run") + " here";
+  }
+
+  // After a new instance list: only each card's count changes, so the cards stay as they are.
+  function countInstancesOnNodes(session) {
+    for (const card of document.querySelectorAll("#node-cards article.node")) {
+      $(".node-instances", card).textContent = instancesHere(session, card.dataset.url);
+    }
   }
 
   // One leader badge, on the node the cluster view calls leader (a node record's own Raft
@@ -679,7 +689,7 @@
   function renderInstances(session, data) {
     session.instances = Array.isArray(data.instances) ? data.instances : [];
     drawInstances(session);
-    if (session.nodes) renderNodes(session);
+    countInstancesOnNodes(session);
   }
 
   // -- signing in and out ---------------------------------------------------------------------

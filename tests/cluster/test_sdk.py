@@ -102,8 +102,8 @@ def test_a_resolver_follows_each_change_through_its_watch(client):
 
 
 def test_an_instance_whose_heartbeats_stop_is_dropped_once_its_ttl_passes(client):
-    alive = SelfRegistration(client, id="ttl-alive", url=f"http://127.0.0.1:{free_port()}", slug="ttl", ttl="30s")
-    dying = SelfRegistration(client, id="ttl-dying", url=f"http://127.0.0.1:{free_port()}", slug="ttl", ttl="2s")
+    alive = SelfRegistration(client, id="ttl-alive", url=f"http://127.0.0.1:{free_port()}", slug="ttl", ttl_seconds=30)
+    dying = SelfRegistration(client, id="ttl-dying", url=f"http://127.0.0.1:{free_port()}", slug="ttl", ttl_seconds=2)
     with alive, Resolver(client, wait_seconds=60) as resolver:
         dying.start()
         for instance_id in ("ttl-alive", "ttl-dying"):
@@ -119,7 +119,7 @@ def test_an_instance_whose_heartbeats_stop_is_dropped_once_its_ttl_passes(client
 
 def test_self_registration_rides_out_a_dead_registry_and_says_so(caplog):
     dead = RegistryClient([f"http://127.0.0.1:{free_port()}"], "token", connect_timeout=0.5, read_timeout=0.5)
-    registration = SelfRegistration(dead, id="lonely", url="http://127.0.0.1:9", ttl="1s")
+    registration = SelfRegistration(dead, id="lonely", url="http://127.0.0.1:9", ttl_seconds=1)
     with caplog.at_level(logging.WARNING, logger="api.self_registration"):
         with registration:  # no exception: the service goes on
             wait_until(lambda: registration.failures >= 3, 30, "three retries")
