@@ -70,6 +70,16 @@ class CheckpointLedger:
         self.verified = 0
         self.last_verified_index = None
 
+    def note_batch(self, batch, taken):
+        """After a batch was applied: the checkpoints it took (WatchedState.apply's `taken`) and
+        the leader's digests it carried."""
+        for checkpoint_id, parts in taken:
+            self.taken(checkpoint_id, parts)
+        for command in batch:
+            if isinstance(command, dict) and command.get("type") == commands.CHECKPOINT_DIGEST:
+                self.published(command.get("id"), command.get("sha256"), command.get("format"),
+                               command.get("stateIndex"))
+
     def taken(self, checkpoint_id, parts):
         """On the Raft thread, applying `state.checkpoint`: parts is the state copied at that point."""
         with self._cv:

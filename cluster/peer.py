@@ -15,7 +15,9 @@ from . import cluster_view, identity, membership, tracing
 from .checkpoints import CheckpointProposer
 from .config import PeerConfig, RaftTimings
 from .face import PeerStatus
+from .http_workers import HttpWorkers
 from .peer_reads import PeerReads
+from .peer_writes import PeerWrites
 from .renewals import RenewalCoalescer
 from .replica import RegistryReplica
 from .scanner import InstanceScanner
@@ -24,18 +26,17 @@ from .submit import GroupCommitter, WriteUnavailable
 
 log = logging.getLogger(__name__)
 
-# Instance ids need to be unique, not secret: a generator seeded from os.urandom once, rather
-# than a getrandom call per registration (secrets), which showed in profiles under load.
-_instance_ids = random.Random()
-# Command ids need the same: unique among the last few seconds' writes of every peer.
+# Command ids need to be unique among the last few seconds' writes of every peer, not secret.
 _command_ids = random.Random()
 
 # Until the first node record is committed, retry at this pace rather than once a heartbeat.
 FIRST_REPORT_RETRY_SECONDS = 0.5
 
 
-class Peer(PeerReads):
-    def __init__(self, config: PeerConfig, timings: RaftTimings = RaftTimings(), *, gpu_probe=None):
+class Peer(PeerReads, PeerWrites):
+    def __init__(self, config: PeerConfig, timings: RaftTimings = RaftTimings(), *, gpu_probe=None,
+                 http_listening=None, worker_log_settings=None):
+        """http_listening: with config.http_workers, the bound HTTP socket its workers accept on."""
         self.config = config
         self.started_monotonic = time.monotonic()
         data_dir = identity.prepare_data_dir(config.data_dir)
@@ -60,6 +61,10 @@ class Peer(PeerReads):
                                        timeout=config.scan_timeout_seconds)
         self.renewals = RenewalCoalescer(self, flush_seconds=config.renewal_flush_seconds)
         self.checkpoints = CheckpointProposer(self, config.checkpoint_interval_seconds)
+        self.workers = None  # the HTTP worker processes (cluster/http_workers.py), when there are any
+        if config.http_workers and http_listening is not None:
+            self.workers = HttpWorkers(self, http_listening, config.http_workers,
+                                       log_settings=worker_log_settings or {})
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="node-heartbeat", daemon=True)
 
@@ -68,10 +73,14 @@ class Peer(PeerReads):
         self.scanner.start()
         self.renewals.start()
         self.checkpoints.start()
+        if self.workers is not None:
+            self.workers.start()
         return self
 
     def stop(self):
         self._stop.set()
+        if self.workers is not None:
+            self.workers.stop()
         self.checkpoints.stop()
         self.scanner.stop()
         self.renewals.stop()
@@ -93,19 +102,6 @@ class Peer(PeerReads):
         return self.committer.submit(
             command, self.config.write_timeout_seconds, encoded_size=len(orjson.dumps(command)),
         )
-
-    def register_instance(self, fields, caller=SYSTEM):
-        generated = "inst_%016x" % _instance_ids.getrandbits(64)
-        return self.submit(commands.register_instance(fields, generated, time.time_ns(), caller))
-
-    def remove_instance(self, instance_id, caller=SYSTEM):
-        return self.submit(commands.remove_instance(instance_id, caller))
-
-    def remove_node(self, url, caller=SYSTEM):
-        return self.submit(commands.remove_node(url, caller))
-
-    def set_permits(self, permits, caller=SYSTEM):
-        return self.submit(commands.set_permits(permits, caller))
 
     def renew_instance(self, instance_id, fields, caller=SYSTEM):
         """An instance's heartbeat, coalesced with others' into one command (cluster/renewals.py)."""
@@ -155,6 +151,10 @@ class Peer(PeerReads):
     def scan_progress(self):
         """(scan cycles run here, the last cycle's ScanCycle or None)."""
         return self.scanner.cycles, self.scanner.last_cycle
+
+    def http_workers(self):
+        """This peer's HTTP worker processes as its Raft process knows them; [] when it has none."""
+        return self.workers.describe() if self.workers is not None else []
 
     def known_leader(self):
         """The live leader's Raft address, or None: the one status field every answer carries."""

@@ -105,14 +105,10 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         results, taken = self.state.apply(commands, index)
         if tracing.enabled():
             tracing.mark("apply.end", [[c.get("cid") for c in commands if isinstance(c, dict)], index])
-        for checkpoint_id, parts in taken:
-            self.checkpoints.taken(checkpoint_id, parts)
+        self.checkpoints.note_batch(commands, taken)
         for command in commands:
             kind = command.get("type") if isinstance(command, dict) else None
-            if kind == registry_commands.CHECKPOINT_DIGEST:
-                self.checkpoints.published(command.get("id"), command.get("sha256"), command.get("format"),
-                                           command.get("stateIndex"))
-            elif kind == registry_commands.LEADER_HANDOFF:
+            if kind == registry_commands.LEADER_HANDOFF:
                 # Every peer holds its new writes a moment, so the leader's log stops growing and
                 # a follower can hold every entry, which PySyncObj requires of a successor.
                 self._handoff_target = command.get("leader")

@@ -22,6 +22,10 @@ class WatchedState:
         self._slug_waits = {}
         self._slug_waits_lock = threading.Lock()
         self._digest_cache = None
+        # Told of every batch applied and every state replaced (cluster/http_workers.py feeds its
+        # workers' replicas so); a tuple replaced whole, so apply reads it without a lock of its own.
+        self._listeners = ()
+        self._applied = threading.Condition()
 
     @property
     def index(self):
@@ -45,6 +49,11 @@ class WatchedState:
             changed = [kind for kind, at in state.kind_index.items() if at != before[kind]]
             touched_slugs = state.instance_index.take_touched_slugs()
             self._digest_cache = None
+            listeners = self._listeners
+        for listener in listeners:
+            listener.batch(index, commands)
+        with self._applied:
+            self._applied.notify_all()
         for kind in changed:
             with self._changed[kind]:
                 self._changed[kind].notify_all()
@@ -57,6 +66,12 @@ class WatchedState:
         with self._lock:
             self._state = state
             self._digest_cache = None
+            parts = state.copy_parts() if self._listeners else None
+            listeners = self._listeners
+        for listener in listeners:
+            listener.replaced(parts)
+        with self._applied:
+            self._applied.notify_all()
         for condition in self._changed.values():
             with condition:
                 condition.notify_all()
@@ -93,6 +108,28 @@ class WatchedState:
         """The state's parts, copied under the lock (snapshot_of turns them into a snapshot)."""
         with self._lock:
             return self._state.copy_parts()
+
+    def subscribe(self, listener, then=None):
+        """Tell `listener` of what changes from now on: listener.batch(index, commands) after each
+        batch applied, listener.replaced(parts) after a dump replaced the state. Returns the
+        state's parts as of the subscription: every batch after them reaches the listener (one
+        applied just before may reach it too; its index is not above the parts'). then(parts),
+        if given, runs under the state lock: what it queues comes before any batch after them."""
+        with self._lock:
+            self._listeners = self._listeners + (listener,)
+            parts = self._state.copy_parts()
+            if then is not None:
+                then(parts)
+            return parts
+
+    def unsubscribe(self, listener):
+        with self._lock:
+            self._listeners = tuple(known for known in self._listeners if known is not listener)
+
+    def wait_for_index(self, index, timeout):
+        """Block until the state holds every registry command up to Raft `index`; True if it did."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self._state.index >= index, timeout)
 
     def digest(self):
         with self._lock:
