@@ -10,7 +10,7 @@ import os
 
 import click
 
-from cluster.config import DEFAULT_HTTP_PORT, DEFAULT_RAFT_PORT, PeerConfig
+from cluster.config import DEFAULT_HTTP_PORT, DEFAULT_RAFT_PORT, PeerConfig, default_http_workers
 from cluster.identity import SECRET_FILE, ConfigurationError, read_secret_file
 from registry.durations import parse_seconds
 from registry.errors import ValidationError
@@ -70,6 +70,9 @@ def main():
               show_default=True,
               help="Megabytes of encoded large lists (over 4,096 instances) kept for requests that repeat them; "
                    "0 encodes each anew. A full list of 100,000 instances takes about 46.")
+@click.option("--http-workers", envvar="REGISTRY_HTTP_WORKERS", default="auto", show_default=True,
+              help="HTTP worker processes, each a read replica of this peer, sharing its HTTP address: "
+                   "auto is one per core up to 8 (none on one core); 0 serves HTTP from the Raft process itself.")
 @click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", envvar="REGISTRY_LOG_FORMAT", default="text", show_default=True,
@@ -86,7 +89,7 @@ def main():
 def serve(raft_address, raft_peers, http_address, self_url, node_id, region, availability_zone, data_dir,
           cluster_secret_file, heartbeat_seconds, write_timeout, max_body_bytes, http_threads,
           max_blocking_reads, max_connections, compact_after_entries, scan_interval, scan_timeout,
-          checkpoint_interval, list_cache_mb, log_level, log_format, join, sync_journal, access_log):
+          checkpoint_interval, list_cache_mb, http_workers, log_level, log_format, join, sync_journal, access_log):
     from .serve import serve as run_peer  # Flask and PySyncObj load only for this command
 
     configure_logging(log_level, log_format)
@@ -94,6 +97,7 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
         logging.getLogger("registry.access").setLevel(logging.WARNING)
     checked_address(raft_address, "--raft-address")
     checked_address(http_address, "--http-address")
+    workers = _http_workers(http_workers)
     peers = tuple(p.strip() for p in raft_peers.split(",") if p.strip())
     for peer in peers:
         checked_address(peer, "--raft-peers")
@@ -108,11 +112,20 @@ def serve(raft_address, raft_peers, http_address, self_url, node_id, region, ava
             max_blocking_reads=max_blocking_reads, max_connections=max_connections,
             compact_after_entries=compact_after_entries, scan_interval_seconds=scan_interval,
             scan_timeout_seconds=scan_timeout, checkpoint_interval_seconds=checkpoint_interval, join=join,
-            sync_journal=sync_journal, list_cache_mb=list_cache_mb,
+            sync_journal=sync_journal, list_cache_mb=list_cache_mb, http_workers=workers,
         )
-        run_peer(config)
+        run_peer(config, log_settings={"level": log_level, "format": log_format, "accessLog": access_log})
     except ConfigurationError as error:
         raise click.ClickException(str(error))
+
+
+def _http_workers(value):
+    if value.strip().lower() == "auto":
+        return default_http_workers()
+    if not value.strip().isdigit() or int(value) > 64:
+        raise click.BadParameter(f"must be auto or a number of processes from 0 to 64, got {value!r}",
+                                 param_hint="--http-workers")
+    return int(value)
 
 
 @main.group(help="API tokens: signed with a key derived from the cluster secret.")

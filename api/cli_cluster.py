@@ -240,12 +240,18 @@ def _load_local(data_dir, hint=""):
 
 def _print_status(local):
     rows = local.status_rows()
-    header = ("URL", "RAFT", "PID", "STATE", "LEADER", "APPLIED", "COMMIT")
-    table = [header] + [
-        tuple("-" if row[key] is None else str(row[key])
-              for key in ("url", "raft", "pid", "state", "leader", "appliedIndex", "commitIndex"))
-        for row in rows
-    ]
+    _print_table(("URL", "RAFT", "PID", "STATE", "LEADER", "APPLIED", "COMMIT"), [
+        [row[key] for key in ("url", "raft", "pid", "state", "leader", "appliedIndex", "commitIndex")]
+        for row in rows])
+    workers = [[row["url"], w["number"], w["pid"] if w["running"] else "down", w["stateIndex"], w["lagMs"],
+                w["restarts"]] for row in rows for w in row["httpWorkers"]]
+    if workers:
+        click.echo("")
+        _print_table(("HTTP WORKERS OF", "WORKER", "PID", "STATE INDEX", "LAG MS", "RESTARTS"), workers)
+
+
+def _print_table(header, rows):
+    table = [header] + [tuple("-" if cell is None else str(cell) for cell in row) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())

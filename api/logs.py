@@ -17,6 +17,10 @@ _request_ids = random.Random()
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process_name=None):
+        super().__init__()
+        self.process_name = process_name
+
     def format(self, record):
         line = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
@@ -24,18 +28,22 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.process_name:
+            line["process"] = self.process_name
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
 
 
-def configure(level, log_format):
+def configure(level, log_format, process_name=None):
+    """process_name: which of a peer's processes logs (its HTTP workers share its log)."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(process_name))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        origin = f"[{process_name}] " if process_name else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {origin}%(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
 
 

@@ -6,6 +6,7 @@ figures are read from the peer when scraped, so they cost nothing between scrape
 
 import collections
 import importlib.metadata
+import os
 import platform
 import time
 
@@ -14,6 +15,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, PlatformCollector, ProcessCollector, generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from registry import VERSION
 from registry.permissions import NODE_VIEW
@@ -21,6 +23,9 @@ from registry.permissions import NODE_VIEW
 from .auth import requires
 
 blueprint = Blueprint("metrics", __name__)
+
+# Set by cluster/http_workers.py for its workers (prometheus-client reads it at import).
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class PeerCollector:
@@ -64,6 +69,30 @@ class PeerCollector:
                                 value=(last.duration_ms / 1000) if last else 0.0)
         yield GaugeMetricFamily("registry_scan_last_cycle_instances", "Instances checked in the last scan cycle",
                                 value=last.scanned if last else 0)
+        yield from _http_workers(self.peer.http_workers())
+
+
+def _http_workers(workers):
+    """Each HTTP worker's replica: where it is and how far behind its Raft process."""
+    if not workers:
+        return
+    index = GaugeMetricFamily("registry_http_worker_state_index", "Raft index of the last registry command an "
+                              "HTTP worker's replica applied", labels=["worker"])
+    lag = GaugeMetricFamily("registry_http_worker_lag_seconds", "How far an HTTP worker's replica is behind its "
+                            "Raft process's stream", labels=["worker"])
+    running = GaugeMetricFamily("registry_http_worker_running", "1 while an HTTP worker's process runs",
+                                labels=["worker"])
+    restarts = CounterMetricFamily("registry_http_worker_restarts", "Times an HTTP worker was started again",
+                                   labels=["worker"])
+    for worker in workers:
+        label = [str(worker["number"])]
+        if worker["stateIndex"] is not None:
+            index.add_metric(label, worker["stateIndex"])
+        if worker["lagMs"] is not None:
+            lag.add_metric(label, worker["lagMs"] / 1000)
+        running.add_metric(label, 1.0 if worker["running"] else 0.0)
+        restarts.add_metric(label, worker["restarts"])
+    yield from (index, lag, running, restarts)
 
 
 def _version_of(distribution):
@@ -110,9 +139,17 @@ class RequestMetrics:
 
 def install(app, peer):
     registry = CollectorRegistry(auto_describe=False)
-    recorder = RequestMetrics(registry)
+    shared_directory = os.environ.get(MULTIPROCESS_DIRECTORY)
+    if shared_directory:
+        # An HTTP worker: every worker of the peer records into files in this directory, and a
+        # scrape at any of them sums them all (prometheus-client's multi-process mode).
+        recorder = RequestMetrics(CollectorRegistry())
+        MultiProcessCollector(registry, path=shared_directory)
+    else:
+        recorder = RequestMetrics(registry)
     registry.register(PeerCollector(peer))
-    # CPU, RSS, open files and start time of this process, and the interpreter it runs on.
+    # CPU, RSS, open files and start time of this process (the worker that answers, with workers),
+    # and the interpreter it runs on.
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     Info("registry_build", "The registry's version and what it runs on", registry=registry).info({

@@ -54,6 +54,10 @@ def readyz():
         raise unavailable(f"not ready: replicas diverged: {status.divergence}")
     if status.leader is None:
         raise unavailable("not ready: this peer knows no leader")
+    worker = status.http_worker
+    if worker is not None and worker["behind"]:
+        raise unavailable(f"not ready: this peer's HTTP worker {worker['number']} holds a replica "
+                          f"{worker['lagMs']} ms behind its Raft process")
     if not status.caught_up:
         raise unavailable(
             f"not ready: applied index {status.applied_index} is behind the leader's commit index "

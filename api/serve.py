@@ -1,16 +1,21 @@
 """Running one peer: the replica and its heartbeat, and the HTTP API under waitress."""
 
 import ctypes
+import errno
 import logging
 import os
 import resource
 import signal
+import socket
+import threading
+import time
 
 from waitress import create_server
 from waitress.channel import HTTPChannel
 
 from cluster import tracing
 from cluster.config import split_address
+from cluster.identity import ConfigurationError
 from cluster.peer import Peer
 
 from .app import create_app
@@ -38,6 +43,9 @@ TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
 _M_ARENA_MAX = -8  # mallopt's parameter numbers, from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
 _M_TRIM_THRESHOLD = -1
+# waitress' own default backlog.
+LISTEN_BACKLOG = 1024
+PORT_RELEASE_SECONDS = 3.0
 # Descriptors a peer holds besides HTTP connections: Raft sockets, the journal, dumps, logs.
 OTHER_OPEN_FILES = 256
 
@@ -95,35 +103,67 @@ def raise_open_files_limit(connections):
                         target, connections)
 
 
-def serve(config, timings=None):
-    tune_malloc()
-    tracing.start_from_environment()  # REGISTRY_TRACE_DIR: scripts/latency_budget.py
-    raise_open_files_limit(connection_limit(config))
-    host, port = split_address(config.http_address, "--http-address")
-    peer = Peer(config) if timings is None else Peer(config, timings)
-    app = create_app(peer)
+def make_server(app, config, **where):
+    """waitress for `app`: at host= and port=, or on the given sockets= (an HTTP worker's)."""
     server = create_server(
         # Blocking reads sleep in threads of their own, so they never starve other requests.
-        app, host=host, port=port, threads=config.http_threads + config.max_blocking_reads, ident="registry",
+        app, threads=config.http_threads + config.max_blocking_reads, ident="registry",
         max_request_body_size=config.max_body_bytes + WAITRESS_BODY_SLACK_BYTES,
         connection_limit=connection_limit(config),
         # select() cannot watch a descriptor numbered 1024 or more; poll() can.
-        asyncore_use_poll=True,
+        asyncore_use_poll=True, **where,
     )
     server.channel_class = RegistryChannel
+    return server
 
+
+def stop_on_signals():
     def shut_down(signum, _frame):
         log.info("signal %d: shutting down", signum)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
+
+
+def serve(config, timings=None, log_settings=None):
+    tune_malloc()
+    tracing.start_from_environment()  # REGISTRY_TRACE_DIR: scripts/latency_budget.py
+    raise_open_files_limit(connection_limit(config))
+    host, port = split_address(config.http_address, "--http-address")
+    options = {} if timings is None else {"timings": timings}
+    if config.http_workers:
+        # Bound before the replica starts, as waitress binds: a port in use fails the start.
+        listening = listening_socket(host, port)
+        peer = Peer(config, http_listening=listening, worker_log_settings=log_settings, **options)
+        run, close = threading.Event().wait, listening.close  # the workers serve; a signal ends the wait
+        served_by = f" from {config.http_workers} worker processes"
+    else:
+        peer = Peer(config, **options)
+        server = make_server(create_app(peer), config, host=host, port=port)
+        run, close, served_by = server.run, server.close, ""
+    stop_on_signals()
     peer.start()
-    log.info("peer %s serving HTTP on %s:%d (raft %s, peers %s, data %s)", peer.url, host, port,
+    log.info("peer %s serving HTTP on %s:%d%s (raft %s, peers %s, data %s)", peer.url, host, port, served_by,
              config.raft_address, ", ".join(config.partners) or "none", config.data_dir)
     try:
-        server.run()
+        run()
     finally:
-        server.close()
+        close()
         peer.stop()
         log.info("stopped")
+
+
+def listening_socket(host, port):
+    """The HTTP listening socket every worker accepts on. A port still held by the workers of
+    this peer's previous process (killed a moment ago: they follow it within milliseconds) is
+    waited for briefly; one held by anything else fails the start, as a bind would."""
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+    deadline = time.monotonic() + PORT_RELEASE_SECONDS
+    while True:
+        try:
+            return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise ConfigurationError(f"cannot listen on {host}:{port} for HTTP: {error.strerror}") from None
+            time.sleep(0.05)

@@ -36,6 +36,8 @@ def of(peer):
         "checkpoints": {"verified": replica.checkpoints.verified,
                         "lastVerifiedIndex": replica.checkpoints.last_verified_index},
         "lastScan": last_cycle.as_json() if last_cycle else None,
+        # Each HTTP worker process and its replica's digest, to compare with this stateDigest.
+        "httpWorkers": peer.workers.describe(digests=True) if peer.workers is not None else [],
     }
     peers = [self_entry]
     contact_limit_ms = replica.leader_silence_limit * 1000

@@ -41,6 +41,9 @@ class PeerConfig:
     checkpoint_interval_seconds: float = 300.0
     # Encoded blocks of large lists kept for requests that repeat them (api/list_blocks.py); 0: none.
     list_cache_mb: int = 64
+    # HTTP served by this many worker processes, each a read replica (cluster/http_workers.py);
+    # 0: by the Raft process itself.
+    http_workers: int = 0
 
     @property
     def partners(self):
@@ -60,6 +63,19 @@ class PeerConfig:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
+
+
+MAX_DEFAULT_HTTP_WORKERS = 8
+
+
+def default_http_workers(cpu_count=None):
+    """One HTTP worker per core beside the Raft process's, up to 8; none on a single core.
+
+    The Raft process takes about a core under write load (Raft, apply, the feed to the workers);
+    reads scale with the workers until the cores run out. Past 8 the feed's cost (every batch
+    sent to and applied by every worker) grows faster than what one more worker adds."""
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return 0 if cores < 2 else min(cores, MAX_DEFAULT_HTTP_WORKERS)
 
 
 def split_address(address, what):

@@ -11,6 +11,8 @@ Stages (--only picks some):
   registry  1000 instances seeded; reads at a follower (one-instance filter, 1,000-instance
             list; 1 and --connections connections); writes (distinct 300-byte records) at the
             leader and a follower with 1 and --connections connections
+  workers   the registry stage's reads and writes again, on peers with --http-workers worker
+            processes each (CPU counts every process of a peer)
   failover  a cluster of its own: a write every 20 ms at a survivor while the leader is killed
             -9; --rounds rounds, the killed peer restarted between rounds (bench_failover.py)
   bare      bare Flask + waitress (16 threads, the registry's default): PUT parsing the same
@@ -92,6 +94,8 @@ def parse_args(argv):
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10; smoke 1)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before a run (default 2; smoke 0)")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--http-workers", type=int, default=2,
+                        help="HTTP worker processes per peer in the workers stage (default 2)")
     parser.add_argument("--rounds", type=int, help="failover rounds (default 10; smoke 1)")
     parser.add_argument("--instances", type=int, help="instances for the scale stage (default 100000; smoke 1000)")
     parser.add_argument("--list-size", type=int, default=1000, help="instances in the listed reads")
@@ -178,7 +182,7 @@ def main(argv=None):
         "settings": {"smoke": args.smoke, "duration": args.duration, "warmup": args.warmup,
                      "connections": args.connections, "rounds": args.rounds, "instances": args.instances,
                      "listSize": args.list_size, "rawCommands": args.raw_commands, "rawWindow": args.raw_window,
-                     "rawSingle": args.raw_single,
+                     "rawSingle": args.raw_single, "httpWorkers": args.http_workers,
                      "stages": args.stages, "recordBytes": RECORD_BYTES, "peerArgs": PEER_ARGS + args.peer_arg,
                      "bareThreads": BARE_THREADS},
         "results": {},

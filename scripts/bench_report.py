@@ -108,6 +108,60 @@ def goals(results, connections):
     return rows
 
 
+def cpu_ms_per_request(run):
+    """CPU milliseconds per answered request, summed over every watched server process."""
+    if not run or not run.get("cpuCores") or not run.get("requestsPerSecond"):
+        return None
+    return sum(run["cpuCores"].values()) / run["requestsPerSecond"] * 1000
+
+
+def worker_goals(results, connections):
+    """(goal, measured, target, ratio text, met) rows for issue 16's goals: peers with HTTP workers."""
+    rows = []
+    c = connections
+    workers = get(results, "workers", "httpWorkers")
+    if not get(results, "workers", "reads"):
+        return rows
+    label = f"{workers} workers"
+    one_workers, one_single = get(results, "workers", "reads", "one"), get(results, "registry", "reads", "one")
+    etcd_one = get(results, "etcd", "ranges", "one")
+    if one_workers and one_single:
+        r = ratio(one_workers["requestsPerSecond"], one_single["requestsPerSecond"])
+        rows.append((f"reads at a follower, one-instance filtered list (c{c}), {label} ≥ 1.5 × one process",
+                     f"{one_workers['requestsPerSecond']:,.0f} vs {one_single['requestsPerSecond']:,.0f} req/s",
+                     "≥ 1.50×", f"{r:.2f}×", r >= 1.5))
+    if one_workers and etcd_one:
+        r = ratio(one_workers["requestsPerSecond"], etcd_one["requestsPerSecond"])
+        rows.append((f"the same, {label} ≥ 0.6 × etcd serializable range of the same bytes",
+                     f"{one_workers['requestsPerSecond']:,.0f} vs {etcd_one['requestsPerSecond']:,.0f} req/s",
+                     "≥ 0.60×", f"{r:.2f}×", r >= 0.6))
+    put_workers = get(results, "workers", "writes", f"followerC{c}")
+    etcd_put = get(results, "etcd", "puts", f"followerC{c}")
+    if put_workers and etcd_put:
+        r = ratio(put_workers["requestsPerSecond"], etcd_put["requestsPerSecond"])
+        rows.append((f"writes at a follower (c{c}), {label} ≥ 0.5 × etcd gateway put at a follower",
+                     f"{put_workers['requestsPerSecond']:,.0f} vs {etcd_put['requestsPerSecond']:,.0f} req/s",
+                     "≥ 0.50×", f"{r:.2f}×", r >= 0.5))
+    if put_workers:
+        failed = sum(get(results, "workers", "writes", k, "failed") or 0
+                     for k in ("leaderC1", f"leaderC{c}", "followerC1", f"followerC{c}"))
+        rows.append((f"0 failed write requests ({label}, all four write runs)", f"{failed}", "0", "", failed == 0))
+        mine, single, etcd = cpu_ms_per_request(put_workers), cpu_ms_per_request(
+            get(results, "registry", "writes", f"followerC{c}")), cpu_ms_per_request(etcd_put)
+        if mine is not None:
+            rows.append((f"CPU per acknowledged write at a follower (c{c}), every process of the three peers, "
+                         f"{label} ≤ 1.2 ms", f"{mine:.2f} ms (one process {fmt(single, 2)} ms, etcd {fmt(etcd, 2)} ms)",
+                         "≤ 1.20 ms", f"{mine / 1.2:.2f}× of limit", mine <= 1.2))
+    for where in ("leader", "follower"):
+        run, base = get(results, "workers", "writes", f"{where}C1"), get(results, "registry", "writes", f"{where}C1")
+        if run and base:
+            extra = run["p50Ms"] - base["p50Ms"]
+            rows.append((f"one-connection write p50 at the {where}, {label} ≤ one process + 0.3 ms",
+                         f"{run['p50Ms']:.2f} vs {base['p50Ms']:.2f} ms", "≤ +0.30 ms", f"{extra:+.2f} ms",
+                         extra <= 0.3))
+    return rows
+
+
 def markdown(document):
     results = document["results"]
     c = document["settings"]["connections"]
@@ -160,6 +214,17 @@ def markdown(document):
         for suffix in ("C1", ""):
             row(4, f"registry GET {what} at a follower", get(results, "registry", "reads", key + suffix),
                 get(results, "bare", "reads", key + suffix), "bare")
+    workers = get(results, "workers", "httpWorkers")
+    for where in ("leader", "follower"):
+        for conns in (1, c):
+            row("1w", f"registry, {workers} HTTP workers a peer: PUT instance at the {where}",
+                get(results, "workers", "writes", f"{where}C{conns}"),
+                get(results, "registry", "writes", f"{where}C{conns}"), "one process")
+    for key, what in (("one", "one-instance filtered list"), ("list", "1,000-instance list")):
+        for suffix in ("C1", ""):
+            row("4w", f"registry, {workers} HTTP workers a peer: GET {what} at a follower",
+                get(results, "workers", "reads", key + suffix), get(results, "registry", "reads", key + suffix),
+                "one process")
     for where in ("leader", "follower"):
         for conns in (1, c):
             row(5, f"etcd put at the {where} (JSON gateway)", etcd_p.get(f"{where}C{conns}"))
@@ -199,14 +264,14 @@ def markdown(document):
         lines.append(f"| 7 | scale: full-cluster restart (SIGTERM all, start all) until every peer serves all | | | "
                      f"{r['servingSeconds']:.2f} s | | | | per peer {r['perPeerSeconds']} s |")
     lines.append("")
-    rows = goals(results, c)
-    if rows:
-        lines.append("| goal (issue 8) | measured | target | ratio | met |")
-        lines.append("|---|---|---|---|---|")
-        for goal, measured, target, r, met in rows:
-            verdict = "–" if met is None else ("yes" if met else "**no**")
-            lines.append(f"| {goal} | {measured} | {target} | {r} | {verdict} |")
-        lines.append("")
+    for issue, rows in (("issue 8", goals(results, c)), ("issue 16, HTTP workers", worker_goals(results, c))):
+        if rows:
+            lines.append(f"| goal ({issue}) | measured | target | ratio | met |")
+            lines.append("|---|---|---|---|---|")
+            for goal, measured, target, r, met in rows:
+                verdict = "–" if met is None else ("yes" if met else "**no**")
+                lines.append(f"| {goal} | {measured} | {target} | {r} | {verdict} |")
+            lines.append("")
     server_side = []
     for name, path in (("write at the leader, c1", ("writes", "leaderC1")),
                        ("write at a follower, c1", ("writes", "followerC1")),

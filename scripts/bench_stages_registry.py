@@ -50,9 +50,17 @@ class RegistryStages:
             cluster.stop()
 
     def stage_registry(self):
+        self.measure_reads_and_writes("registry", [])
+
+    def stage_workers(self):
+        """The registry stage again, on peers serving HTTP from --http-workers processes each."""
+        self.results.setdefault("workers", {})["httpWorkers"] = self.args.http_workers
+        self.measure_reads_and_writes("workers", ["--http-workers", str(self.args.http_workers)])
+
+    def measure_reads_and_writes(self, stage, serve_args):
         a = self.args
-        out = self.results.setdefault("registry", {})
-        cluster = Registry(self.workdir, "registry", self.args.peer_arg).start()
+        out = self.results.setdefault(stage, {})
+        cluster = Registry(self.workdir, stage, self.args.peer_arg + serve_args).start()
         try:
             leader = cluster.leader()
             follower = next(p for p in cluster.peers if p is not leader)
@@ -60,6 +68,7 @@ class RegistryStages:
             pids = {"leader": leader.pid, "follower": follower.pid, "follower2": other.pid}
             out["peers"] = {"leader": leader.url, "follower": follower.url, "follower2": other.url}
             out["threadsPerPeer"] = psutil.Process(follower.pid).num_threads()
+            out["processesPerPeer"] = 1 + len(psutil.Process(follower.pid).children())
             wrk = self.wrk(cluster.token)
 
             log(f"registry: seeding {a.list_size} instances")
@@ -81,15 +90,16 @@ class RegistryStages:
             listed = len(json.loads(list_body)["instances"])
             if listed != a.list_size or len(json.loads(one_body)["instances"]) != 1:
                 raise StageError(f"the follower lists {listed} instances, expected {a.list_size}")
-            self.files["one"] = os.path.join(self.workdir, "one.json")
-            self.files["list"] = os.path.join(self.workdir, "list.json")
-            with open(self.files["one"], "wb") as f:
-                f.write(one_body)
-            with open(self.files["list"], "wb") as f:
-                f.write(list_body)
+            if "fromRegistry" not in self.files:
+                self.files["one"] = os.path.join(self.workdir, "one.json")
+                self.files["list"] = os.path.join(self.workdir, "list.json")
+                with open(self.files["one"], "wb") as f:
+                    f.write(one_body)
+                with open(self.files["list"], "wb") as f:
+                    f.write(list_body)
+                self.files["oneQuery"] = one_query
+                self.files["fromRegistry"] = True
             out["listBytes"] = {"one": len(one_body), "list": len(list_body), "instances": listed}
-            self.files["oneQuery"] = one_query
-            self.files["fromRegistry"] = True
 
             reads = out.setdefault("reads", {})
             for key, query in (("one", one_query), ("list", "")):

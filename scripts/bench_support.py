@@ -19,7 +19,7 @@ GET_LUA = os.path.join(LUA_DIR, "get.lua")
 RECORD_BYTES = 300
 FLEET_SLUGS = 1000  # the scale stage's instances are spread over this many slugs, as in put_instance.lua
 HOST = "127.0.0.1"
-STAGES = ("registry", "failover", "bare", "raw", "etcd", "scale")
+STAGES = ("registry", "workers", "failover", "bare", "raw", "etcd", "scale")
 PY_SPY = None  # set from --profile-dir: py-spy's path
 # The registry's default HTTP thread count (PeerConfig.http_threads): the bare server gets as many.
 BARE_THREADS = 16
@@ -120,11 +120,19 @@ def record_body(prefix, tid, n, size=RECORD_BYTES, fleet=False):
 
 
 def cpu_seconds(pids):
+    """CPU time of the processes and of every process below them (a peer's HTTP workers), living or ended."""
     total = 0.0
     for pid in pids:
         try:
-            times = psutil.Process(pid).cpu_times()
+            process = psutil.Process(pid)
+            times = process.cpu_times()
             total += times.user + times.system + times.children_user + times.children_system
+            for child in process.children(recursive=True):
+                try:
+                    times = child.cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    pass
         except psutil.Error:
             pass
     return total

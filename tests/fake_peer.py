@@ -123,13 +123,17 @@ class FakePeer(PeerReads):
         me = {"url": self.url, "raft": self.raft, "state": self.status().role, "isLeader": self.leader == self.raft,
               "lastContactMs": 0, "commitIndex": self.state.index, "appliedIndex": self.state.index,
               "reachable": True, "stateDigest": self.state.digest(), "divergence": None,
-              "checkpoints": {"verified": 0, "lastVerifiedIndex": None}, "lastScan": None}
+              "checkpoints": {"verified": 0, "lastVerifiedIndex": None}, "lastScan": None,
+              "httpWorkers": []}
         members = sorted(self.members)
         return {"self": me, "leader": me if me["isLeader"] else None, "peers": [me], "members": members,
                 "quorum": {"members": len(members), "reachable": 1, "needed": len(members) // 2 + 1}}
 
     def scan_progress(self):
         return self._scanner.cycles, self._scanner.last_cycle
+
+    def http_workers(self):
+        return []
 
     def corrupt_state_for_test(self):
         dropped = self.state.drop_first_instance_for_test()

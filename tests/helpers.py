@@ -1,5 +1,6 @@
 """Helpers the tests of several files share: import them from here, not from one another's test files."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -7,6 +8,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from registry import commands
 from registry.instances import validate_registration
+
+# The cluster and chaos suites run once with one-process peers and once with HTTP workers
+# (tox's cluster-workers and chaos-workers environments set this).
+TEST_HTTP_WORKERS = os.environ.get("REGISTRY_TEST_HTTP_WORKERS", "0")
+
+
+def with_test_workers(serve_args):
+    """`registry serve` flags with the suite's --http-workers, unless they name their own."""
+    if any(arg.split("=")[0] == "--http-workers" for arg in serve_args):
+        return tuple(serve_args)
+    return (*serve_args, "--http-workers", TEST_HTTP_WORKERS)
+
 
 # A fixed time for commands that carry one: 2026-11-18T11:06:40Z.
 NOW = 1_795_000_000_000_000_000

@@ -289,7 +289,7 @@ class LocalCluster(PeerProcesses):
                 "url": peer.url, "raft": peer.raft, "pid": peer.pid if self.is_running(peer) else None,
                 "state": me.get("state") if status == 200 else "down",
                 "leader": leader.get("raft"), "appliedIndex": me.get("appliedIndex"),
-                "commitIndex": me.get("commitIndex"),
+                "commitIndex": me.get("commitIndex"), "httpWorkers": me.get("httpWorkers") or [],
             })
         return rows
 
@@ -305,6 +305,8 @@ def serve_command(peer, peers, secret_path, extra_args=()):
         "--self-url", peer.url,
         "--data-dir", peer.data_dir,
         "--cluster-secret-file", secret_path,
+        # Several peers share this machine's cores already: one process each, unless asked.
+        *([] if any(arg.split("=")[0] == "--http-workers" for arg in extra_args) else ["--http-workers", "0"]),
         *extra_args,
     ]
 

@@ -2,6 +2,7 @@ import pytest
 
 from api.local_clusters import netns
 from tests.chaos import workload
+from tests.helpers import with_test_workers
 
 WRITE_TIMEOUT_SECONDS = 2.0
 # Scans are off (hourly): the instances written here name hosts that do not exist.
@@ -31,7 +32,8 @@ def chaos_cluster(namespace_support, request, tmp_path):
     made = []
 
     def make(count=3, serve_args=SERVE_ARGS):
-        cluster = netns.NetnsCluster.create(tmp_path / f"cluster-{len(made)}", count, serve_args=serve_args)
+        cluster = netns.NetnsCluster.create(tmp_path / f"cluster-{len(made)}", count,
+                                            serve_args=with_test_workers(serve_args))
         made.append(cluster)
         cluster.start(ready_timeout=60)
         return cluster

@@ -5,6 +5,7 @@ import requests
 
 from api import tokens
 from api.local_clusters.loopback import LocalCluster, LocalPeer, tail
+from tests.helpers import with_test_workers
 from tests.ports import free_port
 from tests.waiting import wait_until
 
@@ -15,7 +16,7 @@ SERVE_ARGS = ("--heartbeat", "1", "--write-timeout", "5", "--scan-interval", "36
 def make_cluster(directory, count=3, serve_args=SERVE_ARGS):
     peers = [LocalPeer(i + 1, "127.0.0.1", free_port(), free_port(), str(directory / f"peer-{i + 1}"))
              for i in range(count)]
-    return LocalCluster(str(directory), peers, serve_args)
+    return LocalCluster(str(directory), peers, with_test_workers(serve_args))
 
 
 class RunningCluster:

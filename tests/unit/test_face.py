@@ -1,5 +1,6 @@
-"""The peer's face (cluster/face.py) is all the HTTP layer asks of a peer: the real peer and the
-tests' peer without Raft both implement all of it, and nothing under api/ asks for more."""
+"""The peer's face (cluster/face.py) is all the HTTP layer asks of a peer: the real peer, an HTTP
+worker's replica of it and the tests' peer without Raft all implement all of it, and nothing
+under api/ asks for more."""
 
 import ast
 import inspect
@@ -7,6 +8,7 @@ import pathlib
 
 from cluster.face import PeerFace
 from cluster.peer import Peer
+from cluster.worker_replica import WorkerReplica
 from tests.fake_peer import FakePeer
 
 API = pathlib.Path(__file__).resolve().parents[2] / "api"
@@ -25,9 +27,9 @@ def parameters(function):
     return [name for name in inspect.signature(function).parameters if name != "self"]
 
 
-def test_the_real_peer_and_the_fake_implement_every_method_with_the_same_parameters():
+def test_the_real_peer_a_workers_replica_and_the_fake_implement_every_method_with_the_same_parameters():
     for name, declared in face_methods().items():
-        for implementation in (Peer, FakePeer):
+        for implementation in (Peer, WorkerReplica, FakePeer):
             method = getattr(implementation, name, None)
             assert callable(method), f"{implementation.__name__} lacks {name}"
             assert parameters(method) == parameters(declared), (implementation.__name__, name)

@@ -1,0 +1,347 @@
+"""A peer's HTTP worker processes, from its Raft process's side.
+
+With `--http-workers N` the Raft process serves no HTTP itself: it binds the HTTP address once
+and starts N worker processes (api/worker.py) that accept on that same socket, each a read
+replica of this peer (cluster/worker_replica.py). Over each worker's channel
+(cluster/worker_channel.py) this module sends a snapshot of the state and then every batch the
+Raft thread applies, in order, and a status of the Raft side a few times a second; it answers
+the worker's calls: writes into the same group committer, barriers, membership, the cluster view.
+
+A worker that dies is started again (its acknowledged writes were committed before it answered
+them); one whose channel backs up, or whose replica falls too far behind, is killed and started
+again from a fresh snapshot. Each worker kills itself when this process dies (api/worker.py).
+"""
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import orjson
+
+from registry.state import snapshot_of
+
+from . import membership
+from .submit import WriteUnavailable
+from .worker_channel import (
+    BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, Channel, ChannelClosed, encode, reply,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_PERIOD_SECONDS = 0.05
+SUPERVISE_PERIOD_SECONDS = 0.1
+# A worker whose replica is this far behind (it has not read the stream for this long) is
+# started again from a snapshot rather than left serving an ever older state.
+MAX_LAG_SECONDS = 10.0
+# How long a worker may take from its start to reading its snapshot before that counts as lag.
+START_GRACE_SECONDS = 60.0
+RESTART_BACKOFF_SECONDS = (0.0, 0.5, 1.0, 2.0, 5.0)
+# A worker that lived this long before it died is restarted at once again.
+STABLE_SECONDS = 30.0
+DIGEST_TIMEOUT_SECONDS = 5.0
+STOP_GRACE_SECONDS = 5.0
+
+
+class _BatchFrames:
+    """One encoding of each applied batch, whichever worker's link asks first (all on the Raft thread)."""
+
+    def __init__(self):
+        self._last = (None, None, None)
+
+    def of(self, index, commands):
+        last_index, last_commands, last_frame = self._last
+        if last_commands is commands and last_index == index:
+            return last_frame
+        made = encode(BATCH, [index, commands])
+        self._last = (index, commands, made)
+        return made
+
+
+class WorkerLink:
+    """One worker process, its channel, and what it last said of its replica."""
+
+    def __init__(self, workers, number):
+        self.workers = workers
+        self.number = number
+        self.process = None
+        self.channel = None
+        self.calls = None
+        self.started = 0.0
+        self.state_index = None  # the worker's replica's, as it last reported
+        self.status_seen_at = None  # monotonic time the last status it had read was sent
+        self.restarts = 0
+        self.failures_in_a_row = 0
+        self.retiring = None  # why it is being replaced
+        self.restart_at = None  # once its ended process was detached: when to start another
+
+    # -- the feed: called on the Raft thread (cluster/watched_state.py's listeners) --------------
+
+    def batch(self, index, commands):
+        channel = self.channel
+        if channel is None or channel.closed:
+            return
+        try:
+            channel.send(self.workers.batch_frames.of(index, commands))
+        except ChannelClosed:
+            pass  # the supervisor replaces the worker
+        except Exception:
+            log.exception("http worker %d: a batch at index %d could not be sent", self.number, index)
+            self.retire("a batch could not be encoded for it")
+
+    def replaced(self, parts):
+        channel = self.channel
+        if channel is not None and not channel.closed:
+            try:
+                channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts)))
+            except ChannelClosed:
+                pass
+
+    # -- its life -----------------------------------------------------------------------------
+
+    def start(self, listen_socket, hello):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [sys.executable, "-m", "api.worker", "--number", str(self.number),
+                   "--channel-fd", str(theirs.fileno()), "--listen-fd", str(listen_socket.fileno()),
+                   "--parent-pid", str(os.getpid())]
+        environment = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.workers.metrics_dir)
+        try:
+            self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(), listen_socket.fileno()),
+                                            stdin=subprocess.DEVNULL, env=environment)
+        finally:
+            theirs.close()
+        self.started = time.monotonic()
+        self.state_index = self.status_seen_at = None
+        self.retiring = self.restart_at = None
+        self.channel = Channel(ours, f"http-worker-{self.number}")
+        self.calls = Calls(self.channel)
+        self.channel.send(encode(HELLO, dict(hello, number=self.number)))
+        channel = self.channel
+        # The snapshot is queued under the state lock, so every batch applied after it follows it.
+        self.workers.peer.state.subscribe(
+            self, then=lambda parts: channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts))))
+        threading.Thread(target=self._read, args=(channel,), name=f"http-worker-{self.number}-reader",
+                         daemon=True).start()
+        log.info("http worker %d started (pid %d)", self.number, self.process.pid)
+
+    def retire(self, why):
+        """Kill the worker (the supervisor starts another): it serves an old or unknown state."""
+        if self.retiring is None:
+            self.retiring = why
+            log.warning("http worker %d (pid %d) replaced: %s", self.number, self.process.pid, why)
+        self._kill()
+
+    def _kill(self):
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.process.kill()
+            except OSError:
+                pass
+
+    def detach(self):
+        """After its process ended: stop feeding it."""
+        self.workers.peer.state.unsubscribe(self)
+        if self.channel is not None:
+            self.channel.close("the worker ended")
+            self.calls.fail_all()
+
+    def lag_seconds(self, now):
+        if self.status_seen_at is None:
+            return max(0.0, now - self.started - START_GRACE_SECONDS)
+        return max(0.0, now - self.status_seen_at)
+
+    def describe(self, now):
+        alive = self.process is not None and self.process.poll() is None
+        return {
+            "number": self.number, "pid": self.process.pid if self.process else None, "running": alive,
+            "stateIndex": self.state_index, "lagMs": int(self.lag_seconds(now) * 1000) if alive else None,
+            "restarts": self.restarts,
+        }
+
+    def digest(self):
+        """The worker's own state digest {index, sha256}, or None if it did not answer in time."""
+        try:
+            return self.calls.call("digest", [], DIGEST_TIMEOUT_SECONDS)
+        except (ChannelClosed, TimeoutError, AttributeError):
+            return None
+
+    # -- what it sends ----------------------------------------------------------------------------
+
+    def _read(self, channel):
+        calls = self.calls
+        try:
+            while True:
+                kind, payload = channel.receive()
+                if kind == CALL:
+                    call_id, operation, arguments = orjson.loads(payload)
+                    self.workers.executor.submit(self.workers.answer, channel, call_id, operation, arguments)
+                elif kind == PROGRESS:
+                    self.state_index, self.status_seen_at = orjson.loads(payload)
+                elif kind == REPLY:
+                    calls.replied(payload)
+        except ChannelClosed:
+            calls.fail_all()
+            self._kill()  # a worker without its channel serves nothing current
+
+
+class HttpWorkers:
+    def __init__(self, peer, listen_socket, count, *, log_settings):
+        self.peer = peer
+        self.listen_socket = listen_socket
+        self.count = count
+        self.batch_frames = _BatchFrames()
+        self.metrics_dir = os.path.join(peer.config.data_dir, "http-workers-metrics")
+        self._log_settings = log_settings
+        self.links = [WorkerLink(self, number) for number in range(1, count + 1)]
+        # Calls block on commits: enough threads for every HTTP thread of every worker at once.
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=count * (peer.config.http_threads + 8), thread_name_prefix="worker-call")
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._push_status, name="worker-status", daemon=True),
+                         threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)]
+
+    def _hello(self):
+        return {
+            "config": dataclasses.asdict(self.peer.config), "url": self.peer.url,
+            "clusterSecret": self.peer.cluster_secret, "log": self._log_settings,
+            "metricsDir": self.metrics_dir,
+        }
+
+    def start(self):
+        # Counters of an earlier run's workers would be summed into this run's.
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        os.makedirs(self.metrics_dir, mode=0o700)
+        for link in self.links:
+            link.start(self.listen_socket, self._hello())
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for link in self.links:
+            if link.process is not None and link.process.poll() is None:
+                link.process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for link in self.links:
+            if link.process is None:
+                continue
+            try:
+                link.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                link.process.kill()
+                link.process.wait()
+            link.detach()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def describe(self, *, digests=False):
+        """Every worker as this process knows it, for the cluster view and /metrics."""
+        now = time.monotonic()
+        described = [link.describe(now) for link in self.links]
+        if digests:
+            # Reported, not acted on: which of two differing copies is wrong is for the leader's
+            # checkpoints to say (a worker that fails one starts afresh: cluster/worker_replica.py).
+            for entry, link in zip(described, self.links):
+                entry["stateDigest"] = link.digest() if entry["running"] else None
+        return described
+
+    # -- the status every worker's answers carry ---------------------------------------------------
+
+    def _push_status(self):
+        while not self._stop.wait(STATUS_PERIOD_SECONDS):
+            try:
+                status = dataclasses.asdict(self.peer.status())
+            except Exception:
+                log.exception("the peer's status could not be read for its workers")
+                continue
+            status["sentAt"] = time.monotonic()
+            frame = encode(STATUS, status)
+            for link in self.links:
+                channel = link.channel
+                if channel is not None and not channel.closed:
+                    try:
+                        channel.send(frame)
+                    except ChannelClosed:
+                        pass
+
+    def _supervise(self):
+        while not self._stop.wait(SUPERVISE_PERIOD_SECONDS):
+            now = time.monotonic()
+            for link in self.links:
+                if link.process.poll() is None:
+                    if link.lag_seconds(now) > MAX_LAG_SECONDS:
+                        link.retire(f"its replica is {link.lag_seconds(now):.1f}s behind (limit {MAX_LAG_SECONDS:g}s)")
+                    elif link.channel.closed:
+                        link.retire("its channel closed")
+                    continue
+                self._restart(link, now)
+
+    def _restart(self, link, now):
+        """The worker's process has ended: detach it once, then start another after a backoff."""
+        if link.restart_at is None:
+            if link.retiring is None and not self._stop.is_set():
+                log.error("http worker %d (pid %d) exited with status %s", link.number, link.process.pid,
+                          link.process.returncode)
+            link.detach()
+            lived = now - link.started
+            link.failures_in_a_row = 0 if lived > STABLE_SECONDS else link.failures_in_a_row + 1
+            link.restart_at = now + RESTART_BACKOFF_SECONDS[min(link.failures_in_a_row,
+                                                                len(RESTART_BACKOFF_SECONDS) - 1)]
+        if self._stop.is_set() or now < link.restart_at:
+            return
+        link.restarts += 1
+        try:
+            link.start(self.listen_socket, self._hello())
+        except OSError as error:
+            log.error("http worker %d could not be started: %s", link.number, error)
+            link.restart_at = now + RESTART_BACKOFF_SECONDS[-1]
+
+    # -- the workers' calls ---------------------------------------------------------------------
+
+    def answer(self, channel, call_id, operation, arguments):
+        """On an executor thread: run one call of a worker and send its outcome back."""
+        try:
+            outcome = {"ok": self._run(operation, arguments)}
+        except WriteUnavailable as error:
+            outcome = {"unavailable": [error.message, error.outcome_unknown]}
+        except membership.MembershipError as error:
+            outcome = {"membership": [error.code, error.message]}
+        except Exception as error:
+            log.exception("a worker's %s call failed", operation)
+            outcome = {"failed": f"{type(error).__name__}: {error}"}
+        try:
+            reply(channel, call_id, outcome)
+        except ChannelClosed:
+            pass
+
+    def _run(self, operation, arguments):
+        peer = self.peer
+        if operation == "submit":
+            result = peer.submit(*arguments)
+        elif operation == "renew":
+            result = peer.renew_instance(*arguments)
+        elif operation == "report_self":
+            result = peer.report_self()
+        elif operation == "add_member":
+            return peer.add_member(*arguments)
+        elif operation == "remove_member":
+            return peer.remove_member(*arguments)
+        elif operation == "cluster_view":
+            return peer.cluster_view()
+        elif operation == "scan_progress":
+            cycles, last = peer.scan_progress()
+            return [cycles, last.as_json() if last is not None else None]
+        elif operation == "workers":
+            return self.describe()
+        elif operation == "corrupt_state_for_test":
+            return peer.corrupt_state_for_test()
+        else:
+            raise ValueError(f"no such call {operation!r}")
+        # A write's answer waits until the worker's replica holds it: read-your-writes there.
+        return {"result": result, "stateIndex": peer.state_index()}

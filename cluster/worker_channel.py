@@ -1,0 +1,218 @@
+"""The local channel between a peer's Raft process and one of its HTTP worker processes.
+
+One Unix stream socket (a socketpair made before the worker starts) carries, in order, the
+Raft process's applied batches and status to the worker, and calls both ways, each call with
+an id so that many are in flight at once. A frame is a 4-byte length, a 1-byte kind and an
+orjson payload.
+
+Sends never wait for the other side while they can help it: a frame goes straight into the
+socket when nothing is queued before it (the Raft thread sends batches this way, and it must
+never block on a slow worker); what does not fit is queued, in order, for the channel's writer
+thread. A queue past its bound means the other side stopped reading: the channel closes, and
+the Raft process starts the worker afresh from a snapshot (cluster/http_workers.py).
+"""
+
+import collections
+import itertools
+import logging
+import socket
+import struct
+import threading
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct("!IB")
+MAX_FRAME_BYTES = 1 << 31  # a snapshot of a few million instances still fits
+
+# Frame kinds.
+HELLO = 1  # Raft -> worker, first: what the worker needs to know of its peer
+SNAPSHOT = 2  # Raft -> worker: the whole state, replacing the worker's
+BATCH = 3  # Raft -> worker: [raft index, commands] applied at the Raft process
+STATUS = 4  # Raft -> worker: the peer's Raft status, pushed a few times a second
+CALL = 5  # either way: [call id, operation, arguments]
+REPLY = 6  # either way: [call id, outcome]
+PROGRESS = 7  # worker -> Raft: [the worker's state index, the last status' sentAt]
+
+# What may sit queued behind a socket the other side does not read before the channel gives up.
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
+
+
+class ChannelClosed(Exception):
+    pass
+
+
+def frame(kind, payload):
+    """A frame of `payload` (already encoded with orjson)."""
+    return HEADER.pack(len(payload), kind) + payload
+
+
+def encode(kind, value):
+    return frame(kind, orjson.dumps(value))
+
+
+class Channel:
+    def __init__(self, sock, name, on_closed=None):
+        self.name = name
+        self._sock = sock
+        self._reader = sock.makefile("rb", buffering=1 << 16)
+        self._lock = threading.Lock()
+        self._queue = collections.deque()  # bytes, or callables that make them when their turn comes
+        self._queued_bytes = 0
+        self._has_queue = threading.Condition(self._lock)
+        self._closed = False
+        self._on_closed = on_closed
+        self._writer = threading.Thread(target=self._write_queued, name=f"{name}-writer", daemon=True)
+        self._writer.start()
+
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def queued_bytes(self):
+        return self._queued_bytes
+
+    def send(self, data):
+        """Send a frame, or a callable making one (made on the writer thread, in its turn)."""
+        with self._lock:
+            if self._closed:
+                raise ChannelClosed(self.name)
+            if self._queue or callable(data):
+                self._enqueue(data)
+                return
+            try:
+                sent = self._sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError as error:
+                self._close_locked(f"send failed: {error}")
+                raise ChannelClosed(self.name) from None
+            if sent < len(data):
+                self._enqueue(memoryview(data)[sent:])
+
+    def _enqueue(self, data):
+        self._queue.append(data)
+        self._queued_bytes += 0 if callable(data) else len(data)
+        if self._queued_bytes > MAX_QUEUED_BYTES:
+            self._close_locked(f"more than {MAX_QUEUED_BYTES >> 20} MB queued: the other side stopped reading")
+            raise ChannelClosed(self.name)
+        self._has_queue.notify()
+
+    def _write_queued(self):
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._has_queue.wait()
+                if self._closed:
+                    return
+                data = self._queue[0]
+            if callable(data):
+                try:
+                    data = memoryview(data())
+                except Exception:
+                    log.exception("%s: making a frame failed", self.name)
+                    self.close("a frame could not be made")
+                    return
+                with self._lock:
+                    self._queue[0] = data
+                    self._queued_bytes += len(data)
+            try:
+                sent = self._sock.send(data)  # blocks while the other side's buffer is full
+            except OSError as error:
+                self.close(f"send failed: {error}")
+                return
+            with self._lock:
+                if self._closed:
+                    return
+                self._queued_bytes -= sent
+                if sent < len(data):
+                    self._queue[0] = memoryview(data)[sent:]
+                else:
+                    self._queue.popleft()
+
+    def receive(self):
+        """(kind, payload bytes) of the next frame; ChannelClosed once the other side is gone."""
+        try:
+            header = self._reader.read(HEADER.size)
+            if len(header) < HEADER.size:
+                self.close("closed by the other side")
+                raise ChannelClosed(self.name)
+            length, kind = HEADER.unpack(header)
+            payload = self._reader.read(length)
+        except (OSError, ValueError) as error:  # reset by a killed process, or read after close
+            self.close(f"receive failed: {error}")
+            raise ChannelClosed(self.name) from None
+        if len(payload) < length:
+            self.close("closed by the other side mid-frame")
+            raise ChannelClosed(self.name)
+        return kind, payload
+
+    def close(self, why="closed"):
+        with self._lock:
+            self._close_locked(why)
+
+    def _close_locked(self, why):
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._has_queue.notify_all()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        log.debug("%s closed: %s", self.name, why)
+        if self._on_closed is not None:
+            threading.Thread(target=self._on_closed, args=(why,), daemon=True).start()
+
+
+class Calls:
+    """Calls over a channel awaiting their replies: many in flight at once, each with its deadline."""
+
+    def __init__(self, channel):
+        self._channel = channel
+        self._ids = itertools.count(1)
+        self._waiting = {}
+        self._lock = threading.Lock()
+
+    def call(self, operation, arguments, timeout):
+        """The outcome the other side replied with; ChannelClosed, or TimeoutError past timeout."""
+        call_id = next(self._ids)
+        done = threading.Event()
+        slot = [done, None]
+        with self._lock:
+            self._waiting[call_id] = slot
+        try:
+            self._channel.send(encode(CALL, [call_id, operation, arguments]))
+            if not done.wait(timeout):
+                if self._channel.closed:
+                    raise ChannelClosed(self._channel.name)
+                raise TimeoutError(f"{operation} not answered within {timeout:g}s")
+        finally:
+            with self._lock:
+                self._waiting.pop(call_id, None)
+        if slot[1] is None:
+            raise ChannelClosed(self._channel.name)
+        return slot[1]
+
+    def replied(self, payload):
+        call_id, outcome = orjson.loads(payload)
+        with self._lock:
+            slot = self._waiting.get(call_id)
+        if slot is not None:
+            slot[1] = outcome
+            slot[0].set()
+
+    def fail_all(self):
+        """The channel is gone: every waiting call ends now, not at its deadline."""
+        with self._lock:
+            slots = list(self._waiting.values())
+        for slot in slots:
+            slot[0].set()
+
+
+def reply(channel, call_id, outcome):
+    channel.send(encode(REPLY, [call_id, outcome]))

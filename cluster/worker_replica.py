@@ -1,0 +1,228 @@
+"""An HTTP worker's replica of its peer: the peer's face (cluster/face.py) in a worker process.
+
+It holds its own copy of the state in a WatchedState, built from the Raft process's snapshot
+and moved on by the Raft process's applied batches, applied in order with the same pure apply,
+so reads, filters, blocking reads and the listing cache run here exactly as in a one-process
+peer (PeerReads). Writes, barriers and everything about Raft are calls to the Raft process
+(cluster/http_workers.py); a write is answered once this replica holds it, so the next request,
+whichever worker takes it, reads it. The Raft side's status arrives a few times a second.
+"""
+
+import dataclasses
+import logging
+import threading
+import time
+
+import orjson
+
+from registry.permissions import SYSTEM
+from registry.state import RegistryState
+
+from .checkpoints import CheckpointLedger
+from .config import PeerConfig
+from .face import PeerStatus
+from .membership import MembershipError
+from .peer_reads import PeerReads
+from .peer_writes import PeerWrites
+from .submit import WriteUnavailable
+from .watched_state import WatchedState
+from .worker_channel import BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, ChannelClosed, encode, reply
+
+log = logging.getLogger(__name__)
+
+# Ready only while this replica has read the Raft process's stream up to this recently.
+READY_LAG_SECONDS = 1.0
+# Calls that are not writes (a cluster view asks every worker for its digest) get this long.
+CALL_TIMEOUT_SECONDS = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanProgress:
+    duration_ms: float
+    scanned: int
+
+    def as_json(self):
+        return self._json
+
+    @classmethod
+    def of(cls, reported):
+        progress = cls(reported.get("durationMs", 0.0), reported.get("scanned", 0))
+        object.__setattr__(progress, "_json", reported)
+        return progress
+
+
+class WorkerReplica(PeerReads, PeerWrites):
+    def __init__(self, channel, on_lost):
+        """Read the Raft process's hello and snapshot from `channel`; on_lost(why) is called
+        once the Raft process is gone (the worker must stop serving at once)."""
+        self.channel = channel
+        self.calls = Calls(channel)
+        self._on_lost = on_lost
+        kind, payload = channel.receive()
+        if kind != HELLO:
+            raise ChannelClosed(f"expected the hello frame, got kind {kind}")
+        hello = orjson.loads(payload)
+        self.number = hello["number"]
+        self.hello = hello
+        self.config = PeerConfig(**{k: tuple(v) if k == "raft_peers" else v for k, v in hello["config"].items()})
+        self.url = hello["url"]
+        self.cluster_secret = hello["clusterSecret"]
+        self.state = WatchedState()
+        self.checkpoints = CheckpointLedger()
+        self._status = None
+        self._status_received = threading.Event()
+        kind, payload = channel.receive()
+        if kind != SNAPSHOT:
+            raise ChannelClosed(f"expected the snapshot frame, got kind {kind}")
+        self.state.replace(RegistryState.from_snapshot(orjson.loads(payload)))
+        self._reader = threading.Thread(target=self._read, name="replica-feed", daemon=True)
+
+    def start(self):
+        self._reader.start()
+        self._status_received.wait(5.0)
+        return self
+
+    def stop(self):
+        self.channel.close("the worker stops")
+
+    # -- the stream from the Raft process ---------------------------------------------------------
+
+    def _read(self):
+        try:
+            while True:
+                kind, payload = self.channel.receive()
+                if kind == BATCH:
+                    index, batch = orjson.loads(payload)
+                    if index > self.state.index:  # else it was in the snapshot already
+                        _, taken = self.state.apply(batch, index)
+                        self.checkpoints.note_batch(batch, taken)
+                elif kind == STATUS:
+                    self._status = orjson.loads(payload)
+                    self._status["receivedAt"] = time.monotonic()
+                    self._status_received.set()
+                    if self.checkpoints.mismatch is not None:
+                        # Its own copy went wrong (the Raft process's agreed with the leader): start afresh.
+                        self._on_lost(f"this replica differs from the cluster's: {self.checkpoints.mismatch.describe()}")
+                    self.channel.send(encode(PROGRESS, [self.state.index, self._status["sentAt"]]))
+                elif kind == REPLY:
+                    self.calls.replied(payload)
+                elif kind == SNAPSHOT:
+                    self.state.replace(RegistryState.from_snapshot(orjson.loads(payload)))
+                elif kind == CALL:
+                    threading.Thread(target=self._answer, args=(payload,), daemon=True).start()
+        except ChannelClosed:
+            self.calls.fail_all()
+            self._on_lost("its Raft process is gone")
+        except Exception:
+            log.exception("the replica's feed failed")
+            self._on_lost("its feed failed")
+
+    def _answer(self, payload):
+        call_id, operation, _arguments = orjson.loads(payload)
+        outcome = self.state.digest() if operation == "digest" else None
+        try:
+            reply(self.channel, call_id, outcome)
+        except ChannelClosed:
+            pass
+
+    # -- calls to the Raft process -------------------------------------------------------------------
+
+    def _call(self, operation, arguments, timeout=CALL_TIMEOUT_SECONDS):
+        try:
+            outcome = self.calls.call(operation, arguments, timeout)
+        except (ChannelClosed, TimeoutError) as error:
+            raise WriteUnavailable(f"this peer's Raft process did not answer ({error or 'it is gone'}); "
+                                   "it may or may not have been applied (retrying the same request is safe)",
+                                   outcome_unknown=True) from None
+        if "ok" in outcome:
+            return outcome["ok"]
+        if "unavailable" in outcome:
+            message, unknown = outcome["unavailable"]
+            raise WriteUnavailable(message, outcome_unknown=unknown)
+        if "membership" in outcome:
+            raise MembershipError(*outcome["membership"])
+        raise RuntimeError(f"the Raft process failed a {operation} call: {outcome.get('failed')}")
+
+    def _write(self, operation, arguments, timeout):
+        answer = self._call(operation, arguments, timeout)
+        # Normally here already: the batch came down the channel before its answer did.
+        if not self.state.wait_for_index(answer["stateIndex"], timeout):
+            raise WriteUnavailable("the write was committed, but this HTTP worker's replica did not receive it in "
+                                   "time; retrying the same request is safe", outcome_unknown=True)
+        return answer["result"]
+
+    def _write_timeout(self):
+        # The Raft process answers within its own deadline; a little more covers the channel.
+        return self.config.write_timeout_seconds + 2.0
+
+    def submit(self, command):
+        """Commit through the Raft process's group committer. A read barrier (PeerReads) comes here
+        too: its answer's state index is what this replica must reach before the read."""
+        return self._write("submit", [command], self._write_timeout())
+
+    def renew_instance(self, instance_id, fields, caller=SYSTEM):
+        timeout = self.config.renewal_flush_seconds + self._write_timeout() + 1.0
+        return self._write("renew", [instance_id, fields, caller], timeout)
+
+    def report_self(self):
+        return self._write("report_self", [], self._write_timeout())
+
+    def add_member(self, address, timeout):
+        return self._call("add_member", [address, timeout], timeout + 2.0)
+
+    def remove_member(self, address, timeout):
+        return self._call("remove_member", [address, timeout], timeout + 2.0)
+
+    def cluster_view(self):
+        return self._call("cluster_view", [])
+
+    def scan_progress(self):
+        cycles, last = self._call("scan_progress", [])
+        return cycles, (ScanProgress.of(last) if last is not None else None)
+
+    def http_workers(self):
+        return self._call("workers", [])
+
+    def corrupt_state_for_test(self):
+        return self._call("corrupt_state_for_test", [])
+
+    # -- the Raft side, as last pushed ------------------------------------------------------------
+
+    def _pushed(self):
+        status = self._status
+        if status is None:
+            raise WriteUnavailable("this HTTP worker has not yet heard from its Raft process", outcome_unknown=False)
+        return status
+
+    def lag_seconds(self):
+        """How far behind the Raft process this replica is: the age of the newest status read."""
+        status = self._status
+        return float("inf") if status is None else max(0.0, time.monotonic() - status["sentAt"])
+
+    def status(self):
+        pushed = dict(self._pushed())
+        lag = self.lag_seconds()
+        pushed.pop("sentAt"), pushed.pop("receivedAt")
+        pushed["members"] = tuple(pushed["members"])
+        pushed["state_index"] = self.state.index
+        if pushed["divergence"] is None and self.checkpoints.mismatch is not None:
+            pushed["divergence"] = self.checkpoints.mismatch.describe()
+        pushed["caught_up"] = pushed["caught_up"] and lag <= READY_LAG_SECONDS
+        pushed["http_worker"] = {"number": self.number, "lagMs": int(lag * 1000),
+                                 "behind": lag > READY_LAG_SECONDS}
+        return PeerStatus(**pushed)
+
+    def known_leader(self):
+        status = self._status
+        return None if status is None else status["leader"]
+
+    def last_contact_ms(self):
+        status = self._status
+        if status is None:
+            return 0
+        if status["last_contact_ms"] == 0 and status["role"] == "leader":
+            return 0
+        return status["last_contact_ms"] + int((time.monotonic() - status["sentAt"]) * 1000)
+
+    def state_index(self):
+        return self.state.index
