@@ -1,8 +1,8 @@
 """One HTTP worker process of a peer: the same Flask app and hot path under waitress, on the
-peer's shared listening socket, over a read replica of the peer (cluster/worker_replica.py).
+peer's HTTP port (a listening socket of its own, api/serve.py's http_worker_socket), over a read replica of the peer (cluster/worker_replica.py).
 
 Started by the peer's Raft process (cluster/http_workers.py), never by hand:
-`python -m api.worker --number N --channel-fd C --listen-fd L --parent-pid P`. It ends the
+`python -m api.worker --number N --channel-fd C --parent-pid P`. It ends the
 moment its Raft process does (the kernel's parent-death signal, and the channel closing): a
 replica that no longer moves must not go on answering, so clients fail over to another peer.
 """
@@ -15,12 +15,13 @@ import signal
 import socket
 import sys
 
+from cluster.config import split_address
 from cluster.worker_channel import Channel, ChannelClosed
 from cluster.worker_replica import WorkerReplica
 
 from . import logs
 from .app import create_app
-from .serve import make_server, stop_on_signals, tune_malloc
+from .serve import http_worker_socket, make_server, stop_on_signals, tune_malloc
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m api.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--number", type=int, required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
-    parser.add_argument("--listen-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with(args.parent_pid)
     tune_malloc()  # before the channel's threads start
     name = f"http-worker-{args.number}"
     logs.configure("info", "text", name)
-    listening = socket.socket(fileno=args.listen_fd)
     try:
         replica = WorkerReplica(Channel(socket.socket(fileno=args.channel_fd), name), on_lost=_lost)
     except ChannelClosed as error:
@@ -63,6 +62,11 @@ def main(argv=None):
     logs.configure(settings.get("level", "info"), settings.get("format", "text"), name)
     if not settings.get("accessLog"):
         logging.getLogger("registry.access").setLevel(logging.WARNING)
+    try:
+        listening = http_worker_socket(*split_address(replica.config.http_address, "--http-address"))
+    except OSError as error:
+        log.error("cannot listen on %s: %s", replica.config.http_address, error)
+        return 1
     server = make_server(create_app(replica), replica.config, sockets=[listening])
     stop_on_signals()
     replica.start()

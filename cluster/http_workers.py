@@ -1,8 +1,9 @@
 """A peer's HTTP worker processes, from its Raft process's side.
 
-With `--http-workers N` the Raft process serves no HTTP itself: it binds the HTTP address once
-and starts N worker processes (api/worker.py) that accept on that same socket, each a read
-replica of this peer (cluster/worker_replica.py). Over each worker's channel
+With `--http-workers N` the Raft process serves no HTTP itself: it holds the HTTP port (bound
+with SO_REUSEPORT, api/serve.py) and starts N worker processes (api/worker.py), each listening
+on that port with a socket of its own, among which the kernel spreads connections evenly; each
+is a read replica of this peer (cluster/worker_replica.py). Over each worker's channel
 (cluster/worker_channel.py) this module sends a snapshot of the state and then every batch the
 Raft thread applies, in order, and a status of the Raft side a few times a second; it answers
 the worker's calls: writes into the same group committer, barriers, membership, the cluster view.
@@ -105,14 +106,13 @@ class WorkerLink:
 
     # -- its life -----------------------------------------------------------------------------
 
-    def start(self, listen_socket, hello):
+    def start(self, hello):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [sys.executable, "-m", "api.worker", "--number", str(self.number),
-                   "--channel-fd", str(theirs.fileno()), "--listen-fd", str(listen_socket.fileno()),
-                   "--parent-pid", str(os.getpid())]
+                   "--channel-fd", str(theirs.fileno()), "--parent-pid", str(os.getpid())]
         environment = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.workers.metrics_dir)
         try:
-            self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(), listen_socket.fileno()),
+            self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(),),
                                             stdin=subprocess.DEVNULL, env=environment)
         finally:
             theirs.close()
@@ -191,9 +191,8 @@ class WorkerLink:
 
 
 class HttpWorkers:
-    def __init__(self, peer, listen_socket, count, *, log_settings):
+    def __init__(self, peer, count, *, log_settings):
         self.peer = peer
-        self.listen_socket = listen_socket
         self.count = count
         self.batch_frames = _BatchFrames()
         self.metrics_dir = os.path.join(peer.config.data_dir, "http-workers-metrics")
@@ -218,7 +217,7 @@ class HttpWorkers:
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
         os.makedirs(self.metrics_dir, mode=0o700)
         for link in self.links:
-            link.start(self.listen_socket, self._hello())
+            link.start(self._hello())
         for thread in self._threads:
             thread.start()
         return self
@@ -297,7 +296,7 @@ class HttpWorkers:
             return
         link.restarts += 1
         try:
-            link.start(self.listen_socket, self._hello())
+            link.start(self._hello())
         except OSError as error:
             log.error("http worker %d could not be started: %s", link.number, error)
             link.restart_at = now + RESTART_BACKOFF_SECONDS[-1]

@@ -35,8 +35,7 @@ FIRST_REPORT_RETRY_SECONDS = 0.5
 
 class Peer(PeerReads, PeerWrites):
     def __init__(self, config: PeerConfig, timings: RaftTimings = RaftTimings(), *, gpu_probe=None,
-                 http_listening=None, worker_log_settings=None):
-        """http_listening: with config.http_workers, the bound HTTP socket its workers accept on."""
+                 worker_log_settings=None):
         self.config = config
         self.started_monotonic = time.monotonic()
         data_dir = identity.prepare_data_dir(config.data_dir)
@@ -62,9 +61,8 @@ class Peer(PeerReads, PeerWrites):
         self.renewals = RenewalCoalescer(self, flush_seconds=config.renewal_flush_seconds)
         self.checkpoints = CheckpointProposer(self, config.checkpoint_interval_seconds)
         self.workers = None  # the HTTP worker processes (cluster/http_workers.py), when there are any
-        if config.http_workers and http_listening is not None:
-            self.workers = HttpWorkers(self, http_listening, config.http_workers,
-                                       log_settings=worker_log_settings or {})
+        if config.http_workers:
+            self.workers = HttpWorkers(self, config.http_workers, log_settings=worker_log_settings or {})
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="node-heartbeat", daemon=True)
 

@@ -26,6 +26,7 @@ class WatchedState:
         # workers' replicas so); a tuple replaced whole, so apply reads it without a lock of its own.
         self._listeners = ()
         self._applied = threading.Condition()
+        self.batch_index = 0  # the Raft index of the last batch applied (barriers and no-ops too)
 
     @property
     def index(self):
@@ -49,6 +50,7 @@ class WatchedState:
             changed = [kind for kind, at in state.kind_index.items() if at != before[kind]]
             touched_slugs = state.instance_index.take_touched_slugs()
             self._digest_cache = None
+            self.batch_index = index
             listeners = self._listeners
         for listener in listeners:
             listener.batch(index, commands)
@@ -126,10 +128,13 @@ class WatchedState:
         with self._lock:
             self._listeners = tuple(known for known in self._listeners if known is not listener)
 
-    def wait_for_index(self, index, timeout):
-        """Block until the state holds every registry command up to Raft `index`; True if it did."""
+    def wait_until_holding(self, batch_index, state_index, timeout):
+        """Block until the batch at Raft `batch_index` was applied here, or the state reached
+        `state_index` (either shows a write is here: the second covers a batch that came within a
+        snapshot); True if one did within timeout."""
         with self._applied:
-            return self._applied.wait_for(lambda: self._state.index >= index, timeout)
+            return self._applied.wait_for(
+                lambda: self.batch_index >= batch_index or self._state.index >= state_index, timeout)
 
     def digest(self):
         with self._lock:

@@ -146,10 +146,11 @@ class WorkerReplica(PeerReads, PeerWrites):
     def _write(self, operation, arguments, timeout):
         answer = self._call(operation, arguments, timeout)
         # Normally here already: the batch came down the channel before its answer did.
-        if not self.state.wait_for_index(answer["stateIndex"], timeout):
+        result = answer["result"]
+        if not self.state.wait_until_holding(result.get("index", answer["stateIndex"]), answer["stateIndex"], timeout):
             raise WriteUnavailable("the write was committed, but this HTTP worker's replica did not receive it in "
                                    "time; retrying the same request is safe", outcome_unknown=True)
-        return answer["result"]
+        return result
 
     def _write_timeout(self):
         # The Raft process answers within its own deadline; a little more covers the channel.

@@ -119,6 +119,21 @@ class Registry:
     def rss(self):
         return {p.index: rss_bytes(p.pid) for p in self.peers}
 
+    def rss_by_process(self):
+        """Per peer: the Raft process's RSS and each of its HTTP workers' (by worker number, from
+        the peer's cluster view), so that a copy of the state per process shows as such."""
+        out = {}
+        for p in self.peers:
+            processes = {"raft": rss_bytes(p.pid)}
+            try:
+                view = self.session().get(p.url + "/registry-svc/cluster", timeout=30).json()
+                for worker in view["self"].get("httpWorkers") or []:
+                    processes[f"worker{worker['number']}"] = rss_bytes(worker["pid"]) if worker["running"] else None
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            out[p.index] = processes
+        return out
+
     def memory(self):
         """Per peer: RSS split into file-backed/shared pages (the mmap'd Raft journal) and the rest."""
         out = {}

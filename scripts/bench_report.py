@@ -100,6 +100,11 @@ def goals(results, connections):
         rows.append((f"RSS per instance at {scale['instances']:,} instances ≤ 2 KB (worst peer)",
                      f"{worst:,} B (per peer {', '.join(str(v) for v in scale['rssPerInstanceBytes'].values())})",
                      "≤ 2,048 B", f"{worst / 2048:.2f}× of limit", worst <= 2048))
+    by_process = scale.get("rssPerInstanceByProcessBytes") or {}
+    if by_process:
+        worst = max(v for processes in by_process.values() for v in processes.values())
+        rows.append((f"RSS per instance per process at {scale['instances']:,} with HTTP workers ≤ 2 KB (worst process)",
+                     f"{worst:,} B", "≤ 2,048 B", f"{worst / 2048:.2f}× of limit", worst <= 2048))
     if get(scale, "restart", "servingSeconds") is not None:
         s = scale["restart"]["servingSeconds"]
         rows.append((f"full-cluster restart until every peer serves all {scale['instances']:,} ≤ 10 s",
@@ -247,6 +252,9 @@ def markdown(document):
             f"{v['shared']:,} / {v['anon']:,} B" for v in split.values()) if split else ""
         lines.append(f"| 7 | scale: RSS per instance at {scale['instances']:,} (per peer) | | | | | | | "
                      f"{', '.join(f'{v:,} B' for v in scale['rssPerInstanceBytes'].values())}{split_text} |")
+        for peer, processes in (scale.get("rssPerInstanceByProcessBytes") or {}).items():
+            lines.append(f"| 7 | scale: RSS per instance at {scale['instances']:,}, peer {peer} by process | | | | | | | "
+                         + ", ".join(f"{name} {v:,} B" for name, v in processes.items()) + " |")
         reg = scale.get("registration") or {}
         if reg:
             lines.append(f"| 7 | scale: registration at the leader | {reg['connections']} | "

@@ -29,6 +29,7 @@ class ScaleStage:
             time.sleep(1.0)
             rss_before = cluster.rss()
             out["rssBeforeBytes"] = rss_before
+            processes_before = cluster.rss_by_process()
             memory_before = cluster.memory()
             log(f"scale: registering {a.instances} instances at the leader ({a.connections} connections)")
             wrk = self.wrk(cluster.token)
@@ -74,6 +75,15 @@ class ScaleStage:
             out["rssPerInstanceBytes"] = {str(i): round(v) for i, v in per_peer.items()}
             out["rssPerInstanceBytesMean"] = round(statistics.mean(per_peer.values()))
             out["rssPerInstanceBytesMax"] = round(max(per_peer.values()))
+            processes_after = cluster.rss_by_process()
+            if any(len(processes) > 1 for processes in processes_after.values()):
+                # With HTTP workers every process holds a copy: each one's own growth per instance.
+                out["rssPerInstanceByProcessBytes"] = {
+                    str(i): {name: round((rss - processes_before[i][name]) / a.instances)
+                             for name, rss in processes.items()
+                             if rss is not None and processes_before.get(i, {}).get(name) is not None}
+                    for i, processes in processes_after.items()}
+                log(f"  RSS per instance by process {out['rssPerInstanceByProcessBytes']} B")
             # Of which file-backed (the Raft journal is mmap'd) and anonymous (heap: state, in-memory log).
             memory_after = cluster.memory()
             out["memoryBytes"] = {"before": memory_before, "after": memory_after}
