@@ -180,7 +180,10 @@ class WorkerLink:
                 kind, payload = channel.receive()
                 if kind == CALL:
                     call_id, operation, arguments = orjson.loads(payload)
-                    self.workers.executor.submit(self.workers.answer, channel, call_id, operation, arguments)
+                    if operation == "submit":
+                        self.workers.submit(channel, call_id, arguments[0])
+                    else:
+                        self.workers.executor.submit(self.workers.answer, channel, call_id, operation, arguments)
                 elif kind == PROGRESS:
                     self.state_index, self.status_seen_at = orjson.loads(payload)
                 elif kind == REPLY:
@@ -303,6 +306,31 @@ class HttpWorkers:
 
     # -- the workers' calls ---------------------------------------------------------------------
 
+    def submit(self, channel, call_id, command):
+        """A worker's write, into the group committer without a thread waiting on it: the outcome
+        goes back from the thread that learns it (the Raft thread, on a commit)."""
+        peer = self.peer
+
+        def done(result, error):
+            if error is None:
+                # A write's answer waits until the worker's replica holds it: read-your-writes there.
+                outcome = {"ok": {"result": result, "stateIndex": peer.state_index()}}
+            else:
+                outcome = {"unavailable": [error.message, error.outcome_unknown]}
+            try:
+                reply(channel, call_id, outcome)
+            except ChannelClosed:
+                pass
+
+        try:
+            peer.submit_async(command, done)
+        except Exception as error:
+            log.exception("a worker's write could not be submitted")
+            try:
+                reply(channel, call_id, {"failed": f"{type(error).__name__}: {error}"})
+            except ChannelClosed:
+                pass
+
     def answer(self, channel, call_id, operation, arguments):
         """On an executor thread: run one call of a worker and send its outcome back."""
         try:
@@ -321,9 +349,7 @@ class HttpWorkers:
 
     def _run(self, operation, arguments):
         peer = self.peer
-        if operation == "submit":
-            result = peer.submit(*arguments)
-        elif operation == "renew":
+        if operation == "renew":
             result = peer.renew_instance(*arguments)
         elif operation == "report_self":
             result = peer.report_self()

@@ -94,12 +94,23 @@ class Peer(PeerReads, PeerWrites):
 
         The committer re-submits it through a leader change until the deadline, so it carries
         an id that makes every attempt after an applied one answer as that one did."""
-        if command.get("type") not in commands.NO_STATE_CHANGE:
-            command = commands.with_id(command, "%016x" % _command_ids.getrandbits(64))
-            tracing.request_submitted(command["cid"])
+        command = self._identified(command)
         return self.committer.submit(
             command, self.config.write_timeout_seconds, encoded_size=len(orjson.dumps(command)),
         )
+
+    def submit_async(self, command, on_done):
+        """submit without a waiting thread: on_done(result, None) or on_done(None, WriteUnavailable)
+        (GroupCommitter.submit_async); for the Raft process's HTTP workers (cluster/http_workers.py)."""
+        command = self._identified(command)
+        self.committer.submit_async(command, self.config.write_timeout_seconds, on_done,
+                                    encoded_size=len(orjson.dumps(command)))
+
+    def _identified(self, command):
+        if command.get("type") not in commands.NO_STATE_CHANGE:
+            command = commands.with_id(command, "%016x" % _command_ids.getrandbits(64))
+            tracing.request_submitted(command["cid"])
+        return command
 
     def renew_instance(self, instance_id, fields, caller=SYSTEM):
         """An instance's heartbeat, coalesced with others' into one command (cluster/renewals.py)."""

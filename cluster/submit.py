@@ -74,9 +74,9 @@ def _deadline_passed(ticket, timeout, *, in_flight):
 
 
 class _Ticket:
-    __slots__ = ("command", "size", "timeout", "deadline", "done", "result", "error", "maybe_applied")
+    __slots__ = ("command", "size", "timeout", "deadline", "done", "result", "error", "maybe_applied", "on_done")
 
-    def __init__(self, command, size, timeout):
+    def __init__(self, command, size, timeout, on_done=None):
         self.command = command
         self.size = size
         self.timeout = timeout
@@ -85,14 +85,21 @@ class _Ticket:
         self.result = None
         self.error = None
         self.maybe_applied = False  # an earlier attempt's outcome is unknown
+        self.on_done = on_done  # submit_async's: told instead of a waiting thread
 
     def resolve(self, result):
         self.result = result
         self.done.set()
+        if self.on_done is not None:
+            self.on_done(result, None)
 
     def fail(self, error):
+        if self.done.is_set():
+            return  # told already (a deadline passed and then its batch's callback came)
         self.error = error
         self.done.set()
+        if self.on_done is not None:
+            self.on_done(None, error)
 
 
 class _Batch:
@@ -140,6 +147,19 @@ class GroupCommitter:
         if ticket.error is not None:
             raise ticket.error
         return ticket.result
+
+    def submit_async(self, command, timeout, on_done, *, encoded_size=256):
+        """Commit `command` without a thread waiting for it: on_done(result, None) once applied on
+        this peer, or on_done(None, WriteUnavailable) as submit would raise it, exactly once; it
+        runs on the Raft or the committer thread, so it must only hand the outcome on. (An HTTP
+        worker's writes come this way, cluster/http_workers.py: one thread hand-off fewer each.)"""
+        ticket = _Ticket(command, encoded_size, timeout, on_done)
+        with self._cv:
+            if not self._stopped:
+                self._pending.append(ticket)
+                self._cv.notify()
+                return
+        ticket.fail(WriteUnavailable("this peer is shutting down", outcome_unknown=False))
 
     def stop(self):
         with self._cv:
@@ -194,6 +214,7 @@ class GroupCommitter:
                 return None
             now = time.monotonic()
             self._expire_lost_batches(now)
+            earliest = self._expire_unsent_async(now)
             # The replica holds new batches while leadership is handed off (cluster/replica.py),
             # and nothing is sent while no live leader is known: it would be lost on the way.
             held = self._pending and (self._replica.holding_writes() or self._replica.leader_address is None)
@@ -207,7 +228,23 @@ class GroupCommitter:
                 wait = self._retry_at - now
             elif self._in_flight:
                 wait = 0.1
+            if earliest is not None:
+                wait = min(wait, max(0.0, earliest - now))
             self._cv.wait(wait)
+
+    def _expire_unsent_async(self, now):
+        """Under the lock: fail the unsent async writes whose deadline passed (a blocking writer
+        does this itself); the earliest deadline of those left, or None."""
+        earliest = None
+        if not any(t.on_done is not None for t in self._pending):
+            return None
+        for ticket in [t for t in self._pending if t.on_done is not None]:
+            if ticket.deadline <= now:
+                self._pending.remove(ticket)
+                ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=False))
+            elif earliest is None or ticket.deadline < earliest:
+                earliest = ticket.deadline
+        return earliest
 
     def _expire_lost_batches(self, now):
         # PySyncObj can drop a callback (a follower's link to the leader breaks, say). A batch
@@ -257,7 +294,8 @@ class GroupCommitter:
             self._cv.notify()
         if error == FAIL_REASON.SUCCESS:
             for ticket, result in zip(batch.tickets, results):
-                ticket.resolve(result)
+                if not ticket.done.is_set():
+                    ticket.resolve(result)
             return
         message, unknown = _MESSAGES.get(error, (f"the write failed (PySyncObj reason {error})", True))
         failure = WriteUnavailable(message, outcome_unknown=unknown)

@@ -254,3 +254,65 @@ def test_a_write_whose_writer_was_told_its_deadline_passed_is_never_sent_again()
     assert answers["late"]["echo"] == {"w": "late"}
     assert replica.batches[2:] == [[{"w": "late"}]]  # the early one was not sent again
     committer.stop()
+
+
+class Outcomes:
+    """Collects submit_async's outcomes; each writer must be told exactly once."""
+
+    def __init__(self):
+        self.told = {}
+        self.lock = threading.Lock()
+        self.all_told = threading.Event()
+        self.expected = 0
+
+    def callback(self, key):
+        def on_done(result, error):
+            with self.lock:
+                assert key not in self.told, f"{key} was told twice"
+                self.told[key] = (result, error)
+                if len(self.told) == self.expected:
+                    self.all_told.set()
+        return on_done
+
+
+def test_async_writers_are_told_their_own_results_and_share_batches():
+    replica = ScriptedReplica()
+    committer = GroupCommitter(replica)
+    outcomes = Outcomes()
+    outcomes.expected = 200
+    for n in range(200):
+        committer.submit_async({"n": n}, 5, outcomes.callback(n))
+    assert outcomes.all_told.wait(10)
+    assert {n: result["echo"]["n"] for n, (result, error) in outcomes.told.items() if error is None} == {
+        n: n for n in range(200)}
+    assert len(replica.batches) < 200
+    committer.stop()
+
+
+def test_an_async_write_waiting_for_a_leader_is_told_at_its_deadline_that_it_was_not_applied():
+    replica = ScriptedReplica()
+    replica.leader_address = None  # nothing is sent while no leader is known
+    committer = GroupCommitter(replica)
+    outcomes = Outcomes()
+    outcomes.expected = 1
+    committer.submit_async({"x": 1}, 0.3, outcomes.callback("held"))
+    assert outcomes.all_told.wait(5)
+    result, error = outcomes.told["held"]
+    assert result is None and isinstance(error, WriteUnavailable) and not error.outcome_unknown
+    assert "no leader" in error.message and replica.batches == []
+    committer.stop()
+
+
+def test_async_writes_are_failed_once_when_the_committer_stops():
+    replica = ScriptedReplica()
+    replica.leader_address = None
+    committer = GroupCommitter(replica)
+    outcomes = Outcomes()
+    outcomes.expected = 3
+    for n in range(3):
+        committer.submit_async({"n": n}, 30, outcomes.callback(n))
+    committer.stop()
+    assert outcomes.all_told.wait(5)
+    assert all(result is None and "shutting down" in error.message for result, error in outcomes.told.values())
+    committer.submit_async({"late": True}, 30, outcomes.callback("late"))  # after the stop: told at once
+    assert "shutting down" in outcomes.told["late"][1].message
