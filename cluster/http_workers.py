@@ -81,6 +81,7 @@ class WorkerLink:
         self.failures_in_a_row = 0
         self.retiring = None  # why it is being replaced
         self.restart_at = None  # once its ended process was detached: when to start another
+        self.fed = False  # its snapshot is queued: the stream and statuses may follow
 
     # -- the feed: called on the Raft thread (cluster/watched_state.py's listeners) --------------
 
@@ -119,6 +120,7 @@ class WorkerLink:
         self.started = time.monotonic()
         self.state_index = self.status_seen_at = None
         self.retiring = self.restart_at = None
+        self.fed = False
         self.channel = Channel(ours, f"http-worker-{self.number}")
         self.calls = Calls(self.channel)
         self.channel.send(encode(HELLO, dict(hello, number=self.number)))
@@ -126,6 +128,7 @@ class WorkerLink:
         # The snapshot is queued under the state lock, so every batch applied after it follows it.
         self.workers.peer.state.subscribe(
             self, then=lambda parts: channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts))))
+        self.fed = True  # statuses only after the snapshot: the worker reads hello, snapshot, then the stream
         threading.Thread(target=self._read, args=(channel,), name=f"http-worker-{self.number}-reader",
                          daemon=True).start()
         log.info("http worker %d started (pid %d)", self.number, self.process.pid)
@@ -266,7 +269,7 @@ class HttpWorkers:
             frame = encode(STATUS, status)
             for link in self.links:
                 channel = link.channel
-                if channel is not None and not channel.closed:
+                if link.fed and channel is not None and not channel.closed:
                     try:
                         channel.send(frame)
                     except ChannelClosed:
