@@ -72,7 +72,8 @@ def main():
                    "0 encodes each anew. A full list of 100,000 instances takes about 46.")
 @click.option("--http-workers", envvar="REGISTRY_HTTP_WORKERS", default="auto", show_default=True,
               help="HTTP worker processes, each a read replica of this peer, sharing its HTTP address: "
-                   "auto is one per core up to 8 (none on one core); 0 serves HTTP from the Raft process itself.")
+                   "auto is one per core but one, up to 8, and none below 4 cores; 0 serves HTTP from the Raft "
+                   "process itself.")
 @click.option("--log-level", envvar="REGISTRY_LOG_LEVEL", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", envvar="REGISTRY_LOG_FORMAT", default="text", show_default=True,

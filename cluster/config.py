@@ -66,16 +66,23 @@ class PeerConfig:
 
 
 MAX_DEFAULT_HTTP_WORKERS = 8
+# Below this many cores a peer serves HTTP from its Raft process (see default_http_workers).
+MIN_CORES_FOR_HTTP_WORKERS = 4
 
 
 def default_http_workers(cpu_count=None):
-    """One HTTP worker per core beside the Raft process's, up to 8; none on a single core.
+    """`--http-workers auto`: one HTTP worker per core but one, up to 8; none below 4 cores.
 
-    The Raft process takes about a core under write load (Raft, apply, the feed to the workers);
-    reads scale with the workers until the cores run out. Past 8 the feed's cost (every batch
-    sent to and applied by every worker) grows faster than what one more worker adds."""
+    The Raft process needs a core of its own under write load (Raft, apply, the feed to every
+    worker), and every worker applies every write again. On 2 cores (measured, README) two
+    workers raised one-instance reads at 64 connections by about half but cost writes about as
+    much, so a small machine is better served by one process. Past 8 workers the feed (every
+    batch sent to and applied by every worker, each holding a copy of the state) costs more than
+    one more worker adds."""
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return 0 if cores < 2 else min(cores, MAX_DEFAULT_HTTP_WORKERS)
+    if cores < MIN_CORES_FOR_HTTP_WORKERS:
+        return 0
+    return min(cores - 1, MAX_DEFAULT_HTTP_WORKERS)
 
 
 def split_address(address, what):

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 
 from api.local_clusters import netns
+from tests.helpers import TEST_HTTP_WORKERS
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNIT_PATH = os.path.join(PROJECT_ROOT, "scripts", "registry-svc.service")
@@ -310,6 +311,9 @@ class DeployedCluster(netns.NetnsCluster):
         environment = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8", "HOME": peer.data_dir}
         environment.update(self.unit.environment())
         environment.update(peer.environment)
+        if TEST_HTTP_WORKERS != "0":
+            # The chaos-workers env: as an operator sets it in the env file (docs/deploy.md).
+            environment["REGISTRY_HTTP_WORKERS"] = TEST_HTTP_WORKERS
         return environment
 
     def serve_command(self, peer):
