@@ -250,6 +250,11 @@ class GroupCommitter:
         # PySyncObj can drop a callback (a follower's link to the leader breaks, say). A batch
         # that is safe to resend goes again; any other frees its slot once every writer in it
         # has passed its deadline, so later writes are not stuck. A late callback is ignored.
+        for batch in self._in_flight:
+            for ticket in batch.tickets:
+                # What a blocking writer tells itself at its deadline, an async one is told here.
+                if ticket.on_done is not None and ticket.deadline <= now and not ticket.done.is_set():
+                    ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=True))
         for batch in list(self._in_flight):
             age = now - batch.started
             if batch.resubmittable and age > LOST_BATCH_SECONDS:
@@ -272,6 +277,9 @@ class GroupCommitter:
         for ticket in batch.tickets:
             ticket.maybe_applied = ticket.maybe_applied or maybe_applied
         # A writer whose deadline passed has been told so, and may have retried elsewhere since.
+        for ticket in batch.tickets:
+            if ticket.on_done is not None and ticket.deadline <= now:
+                ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=True))
         self._pending.extendleft(reversed([t for t in batch.tickets if not t.done.is_set() and t.deadline > now]))
         self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
         self._cv.notify()

@@ -153,8 +153,9 @@ class WorkerReplica(PeerReads, PeerWrites):
         return result
 
     def _write_timeout(self):
-        # The Raft process answers within its own deadline; a little more covers the channel.
-        return self.config.write_timeout_seconds + 2.0
+        # The Raft process answers within its own deadline (a tenth of a second past it at most);
+        # a second more covers the channel.
+        return self.config.write_timeout_seconds + 1.0
 
     def submit(self, command):
         """Commit through the Raft process's group committer. A read barrier (PeerReads) comes here

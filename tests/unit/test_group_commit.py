@@ -316,3 +316,22 @@ def test_async_writes_are_failed_once_when_the_committer_stops():
     assert all(result is None and "shutting down" in error.message for result, error in outcomes.told.values())
     committer.submit_async({"late": True}, 30, outcomes.callback("late"))  # after the stop: told at once
     assert "shutting down" in outcomes.told["late"][1].message
+
+
+@pytest.mark.parametrize("resubmittable", [False, True])
+def test_an_async_write_whose_commit_never_comes_is_told_at_its_deadline_that_its_outcome_is_unknown(resubmittable):
+    # As at a leader cut off from the majority: the batch is taken, and no callback ever comes.
+    replica = ScriptedReplica(hold=True)
+    committer = GroupCommitter(replica, resubmittable=lambda command: resubmittable)
+    outcomes = Outcomes()
+    outcomes.expected = 1
+    started = time.monotonic()
+    committer.submit_async({"x": 1}, 0.3, outcomes.callback("stuck"))
+    assert outcomes.all_told.wait(5)
+    told_after = time.monotonic() - started
+    result, error = outcomes.told["stuck"]
+    assert result is None and error.outcome_unknown and "not confirmed within 0.3s" in error.message
+    # Before the committer gives the batch up (after 1 s, or a resubmittable one after 2 s, when
+    # it used to drop an expired async writer without a word): at the deadline, give or take a tick.
+    assert told_after < 1.0, "told only when the batch was given up, not at the writer's deadline"
+    committer.stop()
