@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.conftest import SERVE_ARGS
+from tests.ports import free_port
 from tests.waiting import wait_until
 
 WORKER_ARGS = SERVE_ARGS + ("--http-workers", "2")
@@ -268,3 +270,16 @@ def test_cluster_status_and_metrics_show_each_peers_workers(cluster):
     assert after - before == 40
     assert {s.labels["worker"] for s in families["registry_http_worker_state_index"].samples} == {"1", "2"}
     assert all(s.value == 1.0 for s in families["registry_http_worker_running"].samples)
+
+
+def test_a_port_another_program_listens_on_fails_the_start_with_workers_too(tmp_path):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        started = subprocess.run(
+            [sys.executable, "-m", "api.cli", "serve", "--http-workers", "2", "--http-address", f"127.0.0.1:{port}",
+             "--raft-address", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "peer")],
+            capture_output=True, text=True, timeout=60)
+    assert started.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port} for HTTP" in started.stderr, started.stderr
