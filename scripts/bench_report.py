@@ -44,6 +44,13 @@ def ratio(a, b):
     return a / b
 
 
+def rate_row(goal, mine, reference, least):
+    """A goal row: `mine` at least `least` times `reference` (two wrk runs' rates)."""
+    r = ratio(mine["requestsPerSecond"], reference["requestsPerSecond"])
+    return (goal, f"{mine['requestsPerSecond']:,.0f} vs {reference['requestsPerSecond']:,.0f} req/s",
+            f"≥ {least:.2f}×", f"{r:.2f}×", r >= least)
+
+
 def goals(results, connections):
     """(goal, measured, target, ratio text, met) rows for issue 8's Goals."""
     rows = []
@@ -52,15 +59,11 @@ def goals(results, connections):
     bare_put = get(results, "bare", "writes", f"c{c}")
     etcd_put = get(results, "etcd", "puts", f"followerC{c}")
     if follower and bare_put:
-        r = ratio(follower["requestsPerSecond"], bare_put["requestsPerSecond"])
-        rows.append((f"writes at a follower (c{c}) ≥ 0.7 × bare waitress JSON handler (c{c})",
-                     f"{follower['requestsPerSecond']:,.0f} vs {bare_put['requestsPerSecond']:,.0f} req/s",
-                     "≥ 0.70×", f"{r:.2f}×", r >= 0.7))
+        rows.append(rate_row(f"writes at a follower (c{c}) ≥ 0.7 × bare waitress JSON handler (c{c})",
+                             follower, bare_put, 0.7))
     if follower and etcd_put:
-        r = ratio(follower["requestsPerSecond"], etcd_put["requestsPerSecond"])
-        rows.append((f"writes at a follower (c{c}) ≥ 0.4 × etcd gateway put at a follower (c{c})",
-                     f"{follower['requestsPerSecond']:,.0f} vs {etcd_put['requestsPerSecond']:,.0f} req/s",
-                     "≥ 0.40×", f"{r:.2f}×", r >= 0.4))
+        rows.append(rate_row(f"writes at a follower (c{c}) ≥ 0.4 × etcd gateway put at a follower (c{c})",
+                             follower, etcd_put, 0.4))
     if follower:
         failed = sum(get(results, "registry", "writes", k, "failed") or 0
                      for k in ("leaderC1", f"leaderC{c}", "followerC1", f"followerC{c}"))
@@ -131,22 +134,16 @@ def worker_goals(results, connections):
     one_workers, one_single = get(results, "workers", "reads", "one"), get(results, "registry", "reads", "one")
     etcd_one = get(results, "etcd", "ranges", "one")
     if one_workers and one_single:
-        r = ratio(one_workers["requestsPerSecond"], one_single["requestsPerSecond"])
-        rows.append((f"reads at a follower, one-instance filtered list (c{c}), {label} ≥ 1.5 × one process",
-                     f"{one_workers['requestsPerSecond']:,.0f} vs {one_single['requestsPerSecond']:,.0f} req/s",
-                     "≥ 1.50×", f"{r:.2f}×", r >= 1.5))
+        rows.append(rate_row(f"reads at a follower, one-instance filtered list (c{c}), {label} ≥ 1.5 × one process",
+                             one_workers, one_single, 1.5))
     if one_workers and etcd_one:
-        r = ratio(one_workers["requestsPerSecond"], etcd_one["requestsPerSecond"])
-        rows.append((f"the same, {label} ≥ 0.6 × etcd serializable range of the same bytes",
-                     f"{one_workers['requestsPerSecond']:,.0f} vs {etcd_one['requestsPerSecond']:,.0f} req/s",
-                     "≥ 0.60×", f"{r:.2f}×", r >= 0.6))
+        rows.append(rate_row(f"the same, {label} ≥ 0.6 × etcd serializable range of the same bytes",
+                             one_workers, etcd_one, 0.6))
     put_workers = get(results, "workers", "writes", f"followerC{c}")
     etcd_put = get(results, "etcd", "puts", f"followerC{c}")
     if put_workers and etcd_put:
-        r = ratio(put_workers["requestsPerSecond"], etcd_put["requestsPerSecond"])
-        rows.append((f"writes at a follower (c{c}), {label} ≥ 0.5 × etcd gateway put at a follower",
-                     f"{put_workers['requestsPerSecond']:,.0f} vs {etcd_put['requestsPerSecond']:,.0f} req/s",
-                     "≥ 0.50×", f"{r:.2f}×", r >= 0.5))
+        rows.append(rate_row(f"writes at a follower (c{c}), {label} ≥ 0.5 × etcd gateway put at a follower",
+                             put_workers, etcd_put, 0.5))
     if put_workers:
         failed = sum(get(results, "workers", "writes", k, "failed") or 0
                      for k in ("leaderC1", f"leaderC{c}", "followerC1", f"followerC{c}"))
