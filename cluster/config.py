@@ -75,10 +75,10 @@ def default_http_workers(cpu_count=None):
 
     The Raft process needs a core of its own under write load (Raft, apply, the feed to every
     worker), and every worker applies every write again. On 2 cores (measured, README) two
-    workers raised one-instance reads at 64 connections by about half but cost writes about as
-    much, so a small machine is better served by one process. Past 8 workers the feed (every
-    batch sent to and applied by every worker, each holding a copy of the state) costs more than
-    one more worker adds."""
+    workers raised one-instance reads at 64 connections by 38-46% but cut writes at a follower to
+    46-77% of their rate, so a small machine is better served by one process. The cap bounds the
+    cost (each worker re-applies every write and holds a copy of the state); it is not a measured
+    optimum."""
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     if cores < MIN_CORES_FOR_HTTP_WORKERS:
         return 0
