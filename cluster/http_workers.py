@@ -128,7 +128,7 @@ class WorkerLink:
         channel = self.channel
         # The snapshot is queued under the state lock, so every batch applied after it follows it.
         self.workers.peer.state.subscribe(
-            self, then=lambda parts: channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts))))
+            self, start=lambda parts: channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts))))
         self.fed = True  # statuses only after the snapshot: the worker reads hello, snapshot, then the stream
         threading.Thread(target=self._read, args=(channel,), name=f"http-worker-{self.number}-reader",
                          daemon=True).start()
@@ -216,7 +216,6 @@ class HttpWorkers:
         return {
             "config": dataclasses.asdict(self.peer.config), "url": self.peer.url,
             "clusterSecret": self.peer.cluster_secret, "log": self._log_settings,
-            "metricsDir": self.metrics_dir,
         }
 
     def start(self):
@@ -238,7 +237,7 @@ class HttpWorkers:
             if self._stop.wait(0.02):
                 return False
         for link in self.links:
-            link.start(self._hello())
+            self._launch(link, time.monotonic())
         return True
 
     def stop(self):
@@ -294,7 +293,7 @@ class HttpWorkers:
         while not self._stop.wait(SUPERVISE_PERIOD_SECONDS):
             now = time.monotonic()
             for link in self.links:
-                if link.process.poll() is None:
+                if link.process is not None and link.process.poll() is None:
                     if link.lag_seconds(now) > MAX_LAG_SECONDS:
                         link.retire(f"its replica is {link.lag_seconds(now):.1f}s behind (limit {MAX_LAG_SECONDS:g}s)")
                     elif link.channel.closed:
@@ -303,7 +302,8 @@ class HttpWorkers:
                 self._restart(link, now)
 
     def _restart(self, link, now):
-        """The worker's process has ended: detach it once, then start another after a backoff."""
+        """The worker's process has ended (or never started): detach it once, then start another
+        after a backoff."""
         if link.restart_at is None:
             if link.retiring is None and not self._stop.is_set():
                 log.error("http worker %d (pid %d) exited with status %s", link.number, link.process.pid,
@@ -316,6 +316,9 @@ class HttpWorkers:
         if self._stop.is_set() or now < link.restart_at:
             return
         link.restarts += 1
+        self._launch(link, now)
+
+    def _launch(self, link, now):
         try:
             link.start(self._hello())
         except OSError as error:
@@ -330,40 +333,23 @@ class HttpWorkers:
         peer = self.peer
 
         def done(result, error):
-            if error is None:
-                # A write's answer waits until the worker's replica holds it: read-your-writes there.
-                outcome = {"ok": {"result": result, "stateIndex": peer.state_index()}}
-            else:
-                outcome = {"unavailable": [error.message, error.outcome_unknown]}
-            try:
-                reply(channel, call_id, outcome)
-            except ChannelClosed:
-                pass
+            reply(channel, call_id, {"ok": self._write_answer(result)} if error is None else _refusal(error))
 
         try:
             peer.submit_async(command, done)
         except Exception as error:
             log.exception("a worker's write could not be submitted")
-            try:
-                reply(channel, call_id, {"failed": f"{type(error).__name__}: {error}"})
-            except ChannelClosed:
-                pass
+            reply(channel, call_id, _refusal(error))
 
     def answer(self, channel, call_id, operation, arguments):
         """On an executor thread: run one call of a worker and send its outcome back."""
         try:
             outcome = {"ok": self._run(operation, arguments)}
-        except WriteUnavailable as error:
-            outcome = {"unavailable": [error.message, error.outcome_unknown]}
-        except membership.MembershipError as error:
-            outcome = {"membership": [error.code, error.message]}
         except Exception as error:
-            log.exception("a worker's %s call failed", operation)
-            outcome = {"failed": f"{type(error).__name__}: {error}"}
-        try:
-            reply(channel, call_id, outcome)
-        except ChannelClosed:
-            pass
+            if not isinstance(error, (WriteUnavailable, membership.MembershipError)):
+                log.exception("a worker's %s call failed", operation)
+            outcome = _refusal(error)
+        reply(channel, call_id, outcome)
 
     def _run(self, operation, arguments):
         peer = self.peer
@@ -386,5 +372,17 @@ class HttpWorkers:
             return peer.corrupt_state_for_test()
         else:
             raise ValueError(f"no such call {operation!r}")
-        # A write's answer waits until the worker's replica holds it: read-your-writes there.
-        return {"result": result, "stateIndex": peer.state_index()}
+        return self._write_answer(result)
+
+    def _write_answer(self, result):
+        # The worker answers once its replica holds this: read-your-writes there (worker_replica.py).
+        return {"result": result, "stateIndex": self.peer.state_index()}
+
+
+def _refusal(error):
+    """A call's failure as the worker raises it again (WorkerReplica._call)."""
+    if isinstance(error, WriteUnavailable):
+        return {"unavailable": [error.message, error.outcome_unknown]}
+    if isinstance(error, membership.MembershipError):
+        return {"membership": [error.code, error.message]}
+    return {"failed": f"{type(error).__name__}: {error}"}

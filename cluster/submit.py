@@ -235,26 +235,26 @@ class GroupCommitter:
     def _expire_unsent_async(self, now):
         """Under the lock: fail the unsent async writes whose deadline passed (a blocking writer
         does this itself); the earliest deadline of those left, or None."""
-        earliest = None
-        if not any(t.on_done is not None for t in self._pending):
-            return None
-        for ticket in [t for t in self._pending if t.on_done is not None]:
-            if ticket.deadline <= now:
-                self._pending.remove(ticket)
-                ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=False))
-            elif earliest is None or ticket.deadline < earliest:
-                earliest = ticket.deadline
-        return earliest
+        waiting = [t for t in self._pending if t.on_done is not None]
+        expired = [t for t in waiting if t.deadline <= now]
+        for ticket in expired:
+            self._pending.remove(ticket)
+            ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=False))
+        return min((t.deadline for t in waiting if t.deadline > now), default=None)
+
+    @staticmethod
+    def _tell_expired_async(tickets, now):
+        """What a blocking writer tells itself at its deadline, an async one in flight is told here."""
+        for ticket in tickets:
+            if ticket.on_done is not None and ticket.deadline <= now:
+                ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=True))
 
     def _expire_lost_batches(self, now):
         # PySyncObj can drop a callback (a follower's link to the leader breaks, say). A batch
         # that is safe to resend goes again; any other frees its slot once every writer in it
         # has passed its deadline, so later writes are not stuck. A late callback is ignored.
         for batch in self._in_flight:
-            for ticket in batch.tickets:
-                # What a blocking writer tells itself at its deadline, an async one is told here.
-                if ticket.on_done is not None and ticket.deadline <= now and not ticket.done.is_set():
-                    ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=True))
+            self._tell_expired_async(batch.tickets, now)
         for batch in list(self._in_flight):
             age = now - batch.started
             if batch.resubmittable and age > LOST_BATCH_SECONDS:
@@ -277,9 +277,7 @@ class GroupCommitter:
         for ticket in batch.tickets:
             ticket.maybe_applied = ticket.maybe_applied or maybe_applied
         # A writer whose deadline passed has been told so, and may have retried elsewhere since.
-        for ticket in batch.tickets:
-            if ticket.on_done is not None and ticket.deadline <= now:
-                ticket.fail(_deadline_passed(ticket, ticket.timeout, in_flight=True))
+        self._tell_expired_async(batch.tickets, now)
         self._pending.extendleft(reversed([t for t in batch.tickets if not t.done.is_set() and t.deadline > now]))
         self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
         self._cv.notify()

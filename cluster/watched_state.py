@@ -111,18 +111,15 @@ class WatchedState:
         with self._lock:
             return self._state.copy_parts()
 
-    def subscribe(self, listener, then=None):
+    def subscribe(self, listener, start):
         """Tell `listener` of what changes from now on: listener.batch(index, commands) after each
-        batch applied, listener.replaced(parts) after a dump replaced the state. Returns the
-        state's parts as of the subscription: every batch after them reaches the listener (one
-        applied just before may reach it too; its index is not above the parts'). then(parts),
-        if given, runs under the state lock: what it queues comes before any batch after them."""
+        batch applied, listener.replaced(parts) after a dump replaced the state. start(parts) gets
+        the state's parts as of the subscription, under the state lock, so what it queues comes
+        before any batch after them; every such batch reaches the listener (one applied just
+        before may reach it too: its index is not above the parts')."""
         with self._lock:
             self._listeners = self._listeners + (listener,)
-            parts = self._state.copy_parts()
-            if then is not None:
-                then(parts)
-            return parts
+            start(self._state.copy_parts())
 
     def unsubscribe(self, listener):
         with self._lock:

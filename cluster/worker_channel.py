@@ -24,7 +24,6 @@ import orjson
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("!IB")
-MAX_FRAME_BYTES = 1 << 31  # a snapshot of a few million instances still fits
 
 # Frame kinds.
 HELLO = 1  # Raft -> worker, first: what the worker needs to know of its peer
@@ -53,7 +52,7 @@ def encode(kind, value):
 
 
 class Channel:
-    def __init__(self, sock, name, on_closed=None):
+    def __init__(self, sock, name):
         self.name = name
         self._sock = sock
         self._reader = sock.makefile("rb", buffering=1 << 16)
@@ -62,7 +61,6 @@ class Channel:
         self._queued_bytes = 0
         self._has_queue = threading.Condition(self._lock)
         self._closed = False
-        self._on_closed = on_closed
         self._writer = threading.Thread(target=self._write_queued, name=f"{name}-writer", daemon=True)
         self._writer.start()
 
@@ -165,8 +163,6 @@ class Channel:
         except OSError:
             pass
         log.debug("%s closed: %s", self.name, why)
-        if self._on_closed is not None:
-            threading.Thread(target=self._on_closed, args=(why,), daemon=True).start()
 
 
 class Calls:
@@ -215,4 +211,8 @@ class Calls:
 
 
 def reply(channel, call_id, outcome):
-    channel.send(encode(REPLY, [call_id, outcome]))
+    """Answer a call; a channel closed since means the caller is gone, with nobody left to tell."""
+    try:
+        channel.send(encode(REPLY, [call_id, outcome]))
+    except ChannelClosed:
+        pass

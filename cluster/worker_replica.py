@@ -8,7 +8,6 @@ peer (PeerReads). Writes, barriers and everything about Raft are calls to the Ra
 whichever worker takes it, reads it. The Raft side's status arrives a few times a second.
 """
 
-import dataclasses
 import logging
 import threading
 import time
@@ -36,19 +35,17 @@ READY_LAG_SECONDS = 1.0
 CALL_TIMEOUT_SECONDS = 15.0
 
 
-@dataclasses.dataclass(frozen=True)
 class ScanProgress:
-    duration_ms: float
-    scanned: int
+    """The Raft process's last scan cycle as its CycleReport.as_json() gave it, read as that report
+    is (cluster/scanner.py)."""
+
+    def __init__(self, reported):
+        self._reported = reported
+        self.duration_ms = reported.get("durationMs", 0.0)
+        self.scanned = reported.get("scanned", 0)
 
     def as_json(self):
-        return self._json
-
-    @classmethod
-    def of(cls, reported):
-        progress = cls(reported.get("durationMs", 0.0), reported.get("scanned", 0))
-        object.__setattr__(progress, "_json", reported)
-        return progress
+        return self._reported
 
 
 class WorkerReplica(PeerReads, PeerWrites):
@@ -119,11 +116,7 @@ class WorkerReplica(PeerReads, PeerWrites):
 
     def _answer(self, payload):
         call_id, operation, _arguments = orjson.loads(payload)
-        outcome = self.state.digest() if operation == "digest" else None
-        try:
-            reply(self.channel, call_id, outcome)
-        except ChannelClosed:
-            pass
+        reply(self.channel, call_id, self.state.digest() if operation == "digest" else None)
 
     # -- calls to the Raft process -------------------------------------------------------------------
 
@@ -180,7 +173,7 @@ class WorkerReplica(PeerReads, PeerWrites):
 
     def scan_progress(self):
         cycles, last = self._call("scan_progress", [])
-        return cycles, (ScanProgress.of(last) if last is not None else None)
+        return cycles, (ScanProgress(last) if last is not None else None)
 
     def http_workers(self):
         return self._call("workers", [])
