@@ -2,7 +2,7 @@
 peer's HTTP port (a listening socket of its own, api/serve.py's http_worker_socket), over a read replica of the peer (cluster/worker_replica.py).
 
 Started by the peer's Raft process (cluster/http_workers.py), never by hand:
-`python -m api.worker --number N --channel-fd C --parent-pid P`. It ends the
+`python -m api.worker --number N --channel-fd C --board-fd B --workers W --parent-pid P`. It ends the
 moment its Raft process does (the kernel's parent-death signal, and the channel closing): a
 replica that no longer moves must not go on answering, so clients fail over to another peer.
 """
@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 
+from cluster.answered_board import AnsweredBoard
 from cluster.config import split_address
 from cluster.worker_channel import Channel, ChannelClosed
 from cluster.worker_replica import WorkerReplica
@@ -47,6 +48,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m api.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--number", type=int, required=True)
     parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--board-fd", type=int, required=True)
+    parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with(args.parent_pid)
@@ -54,7 +57,8 @@ def main(argv=None):
     name = f"http-worker-{args.number}"
     logs.configure("info", "text", name)
     try:
-        replica = WorkerReplica(Channel(socket.socket(fileno=args.channel_fd), name), on_lost=_lost)
+        replica = WorkerReplica(Channel(socket.socket(fileno=args.channel_fd), name),
+                                AnsweredBoard(args.board_fd, args.workers), on_lost=_lost)
     except ChannelClosed as error:
         log.error("no state from the Raft process: %s", error)
         return 1

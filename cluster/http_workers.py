@@ -29,6 +29,7 @@ import orjson
 from registry.state import snapshot_of
 
 from . import membership
+from .answered_board import AnsweredBoard
 from .submit import WriteUnavailable
 from .worker_channel import (
     BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, Channel, ChannelClosed, encode, reply,
@@ -110,11 +111,13 @@ class WorkerLink:
 
     def start(self, hello):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        board = self.workers.board
         command = [sys.executable, "-m", "api.worker", "--number", str(self.number),
-                   "--channel-fd", str(theirs.fileno()), "--parent-pid", str(os.getpid())]
+                   "--channel-fd", str(theirs.fileno()), "--board-fd", str(board.fd),
+                   "--workers", str(self.workers.count), "--parent-pid", str(os.getpid())]
         environment = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.workers.metrics_dir)
         try:
-            self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(),),
+            self.process = subprocess.Popen(command, pass_fds=(theirs.fileno(), board.fd),
                                             stdin=subprocess.DEVNULL, env=environment)
         finally:
             theirs.close()
@@ -205,6 +208,7 @@ class HttpWorkers:
         self.metrics_dir = os.path.join(peer.config.data_dir, "http-workers-metrics")
         self._log_settings = log_settings
         self.links = [WorkerLink(self, number) for number in range(1, count + 1)]
+        self.board = AnsweredBoard.create(count)  # read-your-writes across workers (answered_board.py)
         # Calls block on commits: enough threads for every HTTP thread of every worker at once.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=count * (peer.config.http_threads + 8), thread_name_prefix="worker-call")

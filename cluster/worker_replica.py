@@ -4,11 +4,13 @@ It holds its own copy of the state in a WatchedState, built from the Raft proces
 and moved on by the Raft process's applied batches, applied in order with the same pure apply,
 so reads, filters, blocking reads and the listing cache run here exactly as in a one-process
 peer (PeerReads). Writes, barriers and everything about Raft are calls to the Raft process
-(cluster/http_workers.py); a write is answered once this replica holds it, so the next request,
-whichever worker takes it, reads it. The Raft side's status arrives a few times a second.
+(cluster/http_workers.py); a write is answered once this replica holds it, and noted on the
+peer's answered board, so the next request, whichever worker takes it, reads it (every read
+waits for the board's highest index). The Raft side's status arrives a few times a second.
 """
 
 import logging
+import math
 import threading
 import time
 
@@ -48,10 +50,34 @@ class ScanProgress:
         return self._reported
 
 
+class CatchingUpState(WatchedState):
+    """A worker's copy of the state: a read first waits until it holds every write any worker of
+    this peer answered (cluster/answered_board.py), for at most READY_LAG_SECONDS; a replica
+    further behind than that is one /readyz calls not ready, and it answers from what it has."""
+
+    def __init__(self, board):
+        super().__init__()
+        self._board = board
+
+    def _catch_up(self):
+        target = self._board.highest()
+        if self._state.index < target:
+            self.wait_until_holding(math.inf, target, READY_LAG_SECONDS)
+
+    def read(self, query, kind=None):
+        self._catch_up()
+        return super().read(query, kind)
+
+    def peek(self, query):
+        self._catch_up()
+        return super().peek(query)
+
+
 class WorkerReplica(PeerReads, PeerWrites):
-    def __init__(self, channel, on_lost):
-        """Read the Raft process's hello and snapshot from `channel`; on_lost(why) is called
-        once the Raft process is gone (the worker must stop serving at once)."""
+    def __init__(self, channel, board, on_lost):
+        """Read the Raft process's hello and snapshot from `channel`; `board` is the peer's
+        AnsweredBoard; on_lost(why) is called once the Raft process is gone (the worker must
+        stop serving at once)."""
         self.channel = channel
         self.calls = Calls(channel)
         self._on_lost = on_lost
@@ -64,7 +90,8 @@ class WorkerReplica(PeerReads, PeerWrites):
         self.config = PeerConfig(**{k: tuple(v) if k == "raft_peers" else v for k, v in hello["config"].items()})
         self.url = hello["url"]
         self.cluster_secret = hello["clusterSecret"]
-        self.state = WatchedState()
+        self.board = board
+        self.state = CatchingUpState(board)
         self.checkpoints = CheckpointLedger()
         self._status = None
         self._status_received = threading.Event()
@@ -140,9 +167,13 @@ class WorkerReplica(PeerReads, PeerWrites):
         answer = self._call(operation, arguments, timeout)
         # Normally here already: the batch came down the channel before its answer did.
         result = answer["result"]
-        if not self.state.wait_until_holding(result.get("index", answer["stateIndex"]), answer["stateIndex"], timeout):
+        written_at = result.get("index", answer["stateIndex"])
+        if not self.state.wait_until_holding(written_at, answer["stateIndex"], timeout):
             raise WriteUnavailable("the write was committed, but this HTTP worker's replica did not receive it in "
                                    "time; retrying the same request is safe", outcome_unknown=True)
+        # The state index the answer shows: the write's own, or less if it changed nothing (a
+        # barrier, a removal of what was gone), which every replica reaches all the same.
+        self.board.note(self.number - 1, min(self.state.index, written_at))
         return result
 
     def _write_timeout(self):
