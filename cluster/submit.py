@@ -4,6 +4,8 @@ Request threads hand commands to `GroupCommitter.submit`, which waits at most th
 A single committer thread packs whatever is pending into one replicated `apply_batch` call,
 so concurrent writers share Raft round trips, and keeps only a few batches outstanding (the
 library loses callbacks and can wedge a follower under thousands of outstanding commands).
+A write that finds nothing pending and a slot free is sent by its own thread, as the committer
+would have sent it, without the hand-off.
 
 A leader change can leave a write's outcome unknown (NOT_LEADER, LEADER_CHANGED,
 UNKNOWN_OUTCOME, or a callback that never comes). A command that is safe to submit again (it
@@ -133,8 +135,9 @@ class GroupCommitter:
         with self._cv:
             if self._stopped:
                 raise WriteUnavailable("this peer is shutting down", outcome_unknown=False)
-            self._pending.append(ticket)
-            self._cv.notify()
+            lone = self._lone_batch(ticket)
+        if lone is not None:
+            self._send(lone)
         woken = ticket.done.wait(timeout)
         tracing.request_mark("writer.woken")
         if not woken:
@@ -155,11 +158,12 @@ class GroupCommitter:
         worker's writes come this way, cluster/http_workers.py: one thread hand-off fewer each.)"""
         ticket = _Ticket(command, encoded_size, timeout, on_done)
         with self._cv:
-            if not self._stopped:
-                self._pending.append(ticket)
-                self._cv.notify()
-                return
-        ticket.fail(WriteUnavailable("this peer is shutting down", outcome_unknown=False))
+            stopped = self._stopped
+            lone = None if stopped else self._lone_batch(ticket)
+        if stopped:
+            ticket.fail(WriteUnavailable("this peer is shutting down", outcome_unknown=False))
+        elif lone is not None:
+            self._send(lone)
 
     def stop(self):
         with self._cv:
@@ -170,6 +174,21 @@ class GroupCommitter:
             ticket.fail(WriteUnavailable("this peer is shutting down; the write was not applied",
                                          outcome_unknown=False))
 
+    def _lone_batch(self, ticket):
+        """Under the lock: queue `ticket` for the committer thread, or, when that thread would send
+        it alone and at once anyway (nothing pending, a slot free, a leader known, no pause), take
+        it as a batch of its own for the caller to send: a lone write skips a thread hand-off
+        (0.16 ms median, 1.35 ms p99 in the latency budget). Under load writes queue as before,
+        and the committer packs them while the slots are busy."""
+        if self._pending or len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT or time.monotonic() < self._retry_at \
+                or self._replica.leader_address is None or self._replica.holding_writes():
+            self._pending.append(ticket)
+            self._cv.notify()
+            return None
+        batch = _Batch([ticket], self._resubmittable(ticket.command))
+        self._in_flight.append(batch)
+        return batch
+
     def _run(self):
         while True:
             with self._cv:
@@ -177,14 +196,18 @@ class GroupCommitter:
                 if batch is None:
                     return
                 self._in_flight.append(batch)
-            commands = [t.command for t in batch.tickets]
-            try:
-                self._replica.apply_batch(commands, callback=lambda res, err, b=batch: self._settle(b, res, err))
-                for command in commands:
-                    tracing.mark("committer.sent", command.get("cid"))
-            except Exception as error:  # the replica is being destroyed
-                log.warning("submitting a batch failed: %r", error)
-                self._settle(batch, None, FAIL_REASON.REQUEST_DENIED)
+            self._send(batch)
+
+    def _send(self, batch):
+        """Outside the lock: hand an in-flight batch to PySyncObj (its callback settles it)."""
+        commands = [t.command for t in batch.tickets]
+        try:
+            self._replica.apply_batch(commands, callback=lambda res, err, b=batch: self._settle(b, res, err))
+            for command in commands:
+                tracing.mark("committer.sent", command.get("cid"))
+        except Exception as error:  # the replica is being destroyed
+            log.warning("submitting a batch failed: %r", error)
+            self._settle(batch, None, FAIL_REASON.REQUEST_DENIED)
 
     def _next_batch(self):
         """Under the lock: wait for work and a free slot, then take up to one batch of it."""

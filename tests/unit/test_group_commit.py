@@ -11,6 +11,7 @@ from pysyncobj import FAIL_REASON
 
 from cluster import submit
 from cluster.submit import GroupCommitter, WriteUnavailable
+from tests.waiting import wait_until
 
 
 class ScriptedReplica:
@@ -20,6 +21,7 @@ class ScriptedReplica:
         self.inline = inline
         self.reasons = list(reasons)
         self.batches = []
+        self.senders = []  # the thread that sent each batch
         self.hold = hold
         self.held = []
         self.lock = threading.Lock()
@@ -29,6 +31,7 @@ class ScriptedReplica:
     def apply_batch(self, commands, callback):
         with self.lock:
             self.batches.append(list(commands))
+            self.senders.append(threading.current_thread().name)
             reason = self.reasons.pop(0) if self.reasons else FAIL_REASON.SUCCESS
         if self.hold:
             self.held.append(callback)
@@ -67,6 +70,24 @@ def test_concurrent_writers_share_batches():
         t.join()
     assert sum(len(b) for b in replica.batches) == 200
     assert len(replica.batches) < 200
+    committer.stop()
+
+
+def test_a_lone_write_is_sent_by_its_own_thread_and_writes_queue_while_the_slots_are_busy():
+    replica = ScriptedReplica(hold=True)
+    committer = GroupCommitter(replica)
+    outcomes = []
+    committer.submit_async({"n": 0}, 5, lambda result, error: outcomes.append(result))
+    assert replica.senders == [threading.current_thread().name]  # no hand-off to the committer
+    committer.submit_async({"n": 1}, 5, lambda result, error: outcomes.append(result))
+    assert len(replica.senders) == 2 and len(replica.held) == 2  # both slots taken, each alone
+    for n in (2, 3):  # no slot free: queued for the committer, which packs them into one batch
+        committer.submit_async({"n": n}, 5, lambda result, error: outcomes.append(result))
+    assert len(replica.batches) == 2
+    replica.held.pop(0)([{"code": "ok"}], FAIL_REASON.SUCCESS)
+    wait_until(lambda: len(replica.batches) == 3, 5, "the committer to send the queued writes")
+    assert replica.batches[2] == [{"n": 2}, {"n": 3}]
+    assert replica.senders[2] == "group-commit"
     committer.stop()
 
 
