@@ -30,6 +30,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with(parent_pid):
+    # The signal comes when the thread that started this process ends (the Raft process's
+    # supervisor, which therefore outlives its workers: cluster/http_workers.py), or its process.
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):

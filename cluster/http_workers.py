@@ -197,7 +197,8 @@ class WorkerLink:
                     calls.replied(payload)
         except ChannelClosed:
             calls.fail_all()
-            self._kill()  # a worker without its channel serves nothing current
+            if not self.workers.stopping:  # a worker that stops closes its channel as it ends
+                self._kill()  # a worker without its channel serves nothing current
 
 
 class HttpWorkers:
@@ -212,9 +213,17 @@ class HttpWorkers:
         # Calls block on commits: enough threads for every HTTP thread of every worker at once.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=count * (peer.config.http_threads + 8), thread_name_prefix="worker-call")
+        # A worker's parent-death signal (api/worker.py) fires when the *thread* that started it
+        # ends, not only its process: the supervisor, which starts them, must outlive them. So a
+        # stop first stops restarts (_stopping), ends the workers, and only then the threads (_stop).
+        self._stopping = threading.Event()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._push_status, name="worker-status", daemon=True),
                          threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)]
+
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
 
     def _hello(self):
         return {
@@ -238,14 +247,14 @@ class HttpWorkers:
         replica = self.peer.replica
         committed, deadline = replica.raftCommitIndex, time.monotonic() + REPLAY_WAIT_SECONDS
         while replica.raftLastApplied < committed and time.monotonic() < deadline:
-            if self._stop.wait(0.02):
+            if self._stopping.wait(0.02):
                 return False
         for link in self.links:
             self._launch(link, time.monotonic())
         return True
 
     def stop(self):
-        self._stop.set()
+        self._stopping.set()
         for link in self.links:
             if link.process is not None and link.process.poll() is None:
                 link.process.terminate()
@@ -258,7 +267,10 @@ class HttpWorkers:
             except subprocess.TimeoutExpired:
                 link.process.kill()
                 link.process.wait()
+            log.info("http worker %d (pid %d) stopped, exit status %s", link.number, link.process.pid,
+                     link.process.returncode)
             link.detach()
+        self._stop.set()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def describe(self, *, digests=False):
@@ -292,24 +304,30 @@ class HttpWorkers:
                         pass
 
     def _supervise(self):
-        if not self._start_once_replayed():
-            return
+        launched = self._start_once_replayed()
         while not self._stop.wait(SUPERVISE_PERIOD_SECONDS):
-            now = time.monotonic()
-            for link in self.links:
-                if link.process is not None and link.process.poll() is None:
-                    if link.lag_seconds(now) > MAX_LAG_SECONDS:
-                        link.retire(f"its replica is {link.lag_seconds(now):.1f}s behind (limit {MAX_LAG_SECONDS:g}s)")
-                    elif link.channel.closed:
-                        link.retire("its channel closed")
-                    continue
-                self._restart(link, now)
+            if not launched or self._stopping.is_set():
+                continue  # this thread lives on until the workers it started have ended
+            try:
+                self._look_after(time.monotonic())
+            except Exception:
+                log.exception("supervising the http workers failed; trying again")
+
+    def _look_after(self, now):
+        for link in self.links:
+            if link.process is not None and link.process.poll() is None:
+                if link.lag_seconds(now) > MAX_LAG_SECONDS:
+                    link.retire(f"its replica is {link.lag_seconds(now):.1f}s behind (limit {MAX_LAG_SECONDS:g}s)")
+                elif link.channel.closed:
+                    link.retire("its channel closed")
+                continue
+            self._restart(link, now)
 
     def _restart(self, link, now):
         """The worker's process has ended (or never started): detach it once, then start another
         after a backoff."""
         if link.restart_at is None:
-            if link.retiring is None and not self._stop.is_set():
+            if link.retiring is None and not self._stopping.is_set():
                 log.error("http worker %d (pid %d) exited with status %s", link.number, link.process.pid,
                           link.process.returncode)
             link.detach()
@@ -317,7 +335,7 @@ class HttpWorkers:
             link.failures_in_a_row = 0 if lived > STABLE_SECONDS else link.failures_in_a_row + 1
             link.restart_at = now + RESTART_BACKOFF_SECONDS[min(link.failures_in_a_row,
                                                                 len(RESTART_BACKOFF_SECONDS) - 1)]
-        if self._stop.is_set() or now < link.restart_at:
+        if self._stopping.is_set() or now < link.restart_at:
             return
         link.restarts += 1
         self._launch(link, now)

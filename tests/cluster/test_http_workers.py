@@ -7,6 +7,7 @@ import collections
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -270,6 +271,17 @@ def test_cluster_status_and_metrics_show_each_peers_workers(cluster):
     assert after - before == 40
     assert {s.labels["worker"] for s in families["registry_http_worker_state_index"].samples} == {"1", "2"}
     assert all(s.value == 1.0 for s in families["registry_http_worker_running"].samples)
+
+
+def test_a_stopped_peer_lets_its_workers_finish_rather_than_killing_them(cluster):
+    # A worker's parent-death signal fires when the thread that started it ends: the supervisor
+    # must outlive the workers, or a stop kills them mid-request (the trace of a worker was lost so).
+    cluster.local.stop()
+    for peer in cluster.peers:
+        with open(peer.log_path, encoding="utf-8") as log:
+            text = log.read()
+        statuses = re.findall(r"http worker (\d) \(pid \d+\) stopped, exit status (-?\d+)", text)
+        assert sorted(statuses) == [("1", "0"), ("2", "0")], (peer.log_path, text[-3000:])
 
 
 def test_a_port_another_program_listens_on_fails_the_start_with_workers_too(tmp_path):
