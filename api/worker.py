@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 
+from cluster import tracing
 from cluster.answered_board import AnsweredBoard
 from cluster.config import split_address
 from cluster.worker_channel import Channel, ChannelClosed
@@ -43,6 +44,7 @@ def _die_with(parent_pid):
 def _lost(why):
     log.warning("stopping at once: %s", why)
     logging.shutdown()
+    tracing.flush()  # os._exit skips atexit
     os._exit(0)
 
 
@@ -56,6 +58,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _die_with(args.parent_pid)
     tune_malloc()  # before the channel's threads start
+    tracing.start_from_environment(owner_pid=args.parent_pid)  # scripts/latency_budget.py --http-workers
     name = f"http-worker-{args.number}"
     logs.configure("info", "text", name)
     try:
@@ -80,6 +83,7 @@ def main(argv=None):
     try:
         server.run()
     finally:
+        tracing.flush()  # before the channel closes: its Raft process then kills this one at once
         replica.stop()
     return 0
 

@@ -2,7 +2,6 @@
 behind the face the HTTP layer sees (cluster/face.py); its reads are cluster/peer_reads.py."""
 
 import logging
-import random
 import threading
 import time
 
@@ -11,7 +10,7 @@ import orjson
 from registry import commands
 from registry.permissions import SYSTEM
 
-from . import cluster_view, identity, membership, tracing
+from . import cluster_view, identity, membership
 from .checkpoints import CheckpointProposer
 from .config import PeerConfig, RaftTimings
 from .face import PeerStatus
@@ -25,9 +24,6 @@ from .selfreport import SelfReport
 from .submit import GroupCommitter, WriteUnavailable
 
 log = logging.getLogger(__name__)
-
-# Command ids need to be unique among the last few seconds' writes of every peer, not secret.
-_command_ids = random.Random()
 
 # Until the first node record is committed, retry at this pace rather than once a heartbeat.
 FIRST_REPORT_RETRY_SECONDS = 0.5
@@ -105,12 +101,6 @@ class Peer(PeerReads, PeerWrites):
         command = self._identified(command)
         self.committer.submit_async(command, self.config.write_timeout_seconds, on_done,
                                     encoded_size=len(orjson.dumps(command)))
-
-    def _identified(self, command):
-        if command.get("type") not in commands.NO_STATE_CHANGE:
-            command = commands.with_id(command, "%016x" % _command_ids.getrandbits(64))
-            tracing.request_submitted(command["cid"])
-        return command
 
     def renew_instance(self, instance_id, fields, caller=SYSTEM):
         """An instance's heartbeat, coalesced with others' into one command (cluster/renewals.py)."""

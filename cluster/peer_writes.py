@@ -11,9 +11,13 @@ import time
 from registry import commands
 from registry.permissions import SYSTEM
 
+from . import tracing
+
 # Instance ids need to be unique, not secret: a generator seeded from os.urandom once, rather
 # than a getrandom call per registration (secrets), which showed in profiles under load.
 _instance_ids = random.Random()
+# Command ids need to be unique among the last few seconds' writes of every peer, not secret.
+_command_ids = random.Random()
 
 
 class PeerWrites:
@@ -29,3 +33,12 @@ class PeerWrites:
 
     def set_permits(self, permits, caller=SYSTEM):
         return self.submit(commands.set_permits(permits, caller))
+
+    def _identified(self, command):
+        """The command with the id its re-submissions share, given where the request arrived (an
+        HTTP worker's id is kept by its Raft process, so a traced write is one id throughout)."""
+        if command.get("type") in commands.NO_STATE_CHANGE or "cid" in command:
+            return command
+        command = commands.with_id(command, "%016x" % _command_ids.getrandbits(64))
+        tracing.request_submitted(command["cid"])
+        return command

@@ -22,24 +22,30 @@ _path = None
 _request = threading.local()  # the request thread's write: its start time, then its cid
 
 
-def start_from_environment():
+def start_from_environment(owner_pid=None):
     directory = os.environ.get(ENVIRONMENT_VARIABLE)
     if directory:
-        start(directory)
+        start(directory, owner_pid)
 
 
-def start(directory):
+def start(directory, owner_pid=None):
+    """Trace into DIR/trace-<pid>.json; a peer's HTTP worker names its Raft process as the owner
+    (DIR/trace-<owner>-<pid>.json), whose events its own join."""
     global _events, _path
     os.makedirs(directory, exist_ok=True)
     _events = []
-    _path = os.path.join(directory, f"trace-{os.getpid()}.json")
+    name = f"trace-{os.getpid()}.json" if owner_pid is None else f"trace-{owner_pid}-{os.getpid()}.json"
+    _path = os.path.join(directory, name)
     atexit.register(flush)
 
 
 def flush():
+    """Write the events out, whole or not at all (a process may be killed while it writes)."""
     if _events is not None and _path is not None:
-        with open(_path, "wb") as sink:
+        partial = _path + ".partial"
+        with open(partial, "wb") as sink:
             sink.write(orjson.dumps(_events))
+        os.replace(partial, _path)
 
 
 def enabled():

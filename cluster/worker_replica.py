@@ -19,6 +19,7 @@ import orjson
 from registry.permissions import SYSTEM
 from registry.state import RegistryState
 
+from . import tracing
 from .checkpoints import CheckpointLedger
 from .config import PeerConfig
 from .face import PeerStatus
@@ -174,6 +175,7 @@ class WorkerReplica(PeerReads, PeerWrites):
         # The state index the answer shows: the write's own, or less if it changed nothing (a
         # barrier, a removal of what was gone), which every replica reaches all the same.
         self.board.note(self.number - 1, min(self.state.index, written_at))
+        tracing.request_mark("writer.woken")
         return result
 
     def _write_timeout(self):
@@ -184,7 +186,7 @@ class WorkerReplica(PeerReads, PeerWrites):
     def submit(self, command):
         """Commit through the Raft process's group committer. A read barrier (PeerReads) comes here
         too: its answer's state index is what this replica must reach before the read."""
-        return self._write("submit", [command], self._write_timeout())
+        return self._write("submit", [self._identified(command)], self._write_timeout())
 
     def renew_instance(self, instance_id, fields, caller=SYSTEM):
         timeout = self.config.renewal_flush_seconds + self._write_timeout() + 1.0

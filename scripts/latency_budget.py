@@ -1,6 +1,6 @@
 """The latency budget of one write (issue 17): where a lone write's milliseconds go, hop by hop.
 
-    python scripts/latency_budget.py [--writes 1000] [--json-out FILE]
+    python scripts/latency_budget.py [--writes 1000] [--http-workers N] [--json-out FILE]
 
 Starts a 3-peer local cluster with tracing on (cluster/tracing.py: every process records when a
 write reaches each hop, on the machine's one monotonic clock), sends --writes sequential
@@ -8,7 +8,10 @@ registrations over one connection to the leader and then as many to a follower, 
 cluster (each peer writes its trace as it exits) and prints the median and p99 of every hop.
 A write is followed by its command id on the peer that took it and by its Raft index between
 peers (the answer's X-Registry-Index is that index); between the leader's append and its
-commit, the follower followed is the one whose confirmation made the majority.
+commit, the follower followed is the one whose confirmation made the majority. With
+--http-workers, the request's hops are a worker's, joined to its Raft process's by the command
+id the worker gave: the hand-off to the committer then crosses the worker's channel, and so does
+the writer's wake-up, which also waits for the worker's replica to apply the batch.
 """
 
 import argparse
@@ -168,6 +171,7 @@ def send_writes(peer, token, name, count):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--http-workers", type=int, default=0, help="HTTP worker processes per peer (default 0)")
     parser.add_argument("--json-out", help="also write the figures as JSON here")
     parser.add_argument("--require-every-hop", action="store_true",
                         help="exit 1 unless every hop was seen for most writes (the smoke run: the tracing cannot rot)")
@@ -175,7 +179,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="registry-budget-")
     trace_dir = os.path.join(workdir, "traces")
     os.environ[tracing.ENVIRONMENT_VARIABLE] = trace_dir
-    cluster = Registry(workdir, "budget", ["--scan-interval", "86400"]).start()
+    cluster = Registry(workdir, "budget", ["--scan-interval", "86400", "--http-workers", str(args.http_workers)]).start()
     try:
         leader = cluster.leader()
         follower = next(p for p in cluster.peers if p is not leader)
@@ -184,24 +188,27 @@ def main():
         pids = {p.index: p.pid for p in cluster.peers}
     finally:
         cluster.stop()
-    traces = {}
+    events = collections.defaultdict(list)  # a peer's pid -> its events and its HTTP workers'
     for path in glob.glob(os.path.join(trace_dir, "trace-*.json")):
+        owner = int(os.path.basename(path)[len("trace-"):-len(".json")].split("-")[0])
         with open(path, "rb") as source:
-            traces[int(os.path.basename(path)[6:-5])] = Trace(json.load(source))
+            events[owner] += json.load(source)
+    traces = {pid: Trace(found) for pid, found in events.items()}
     missing = [index for index, pid in pids.items() if pid not in traces]
     if missing:
         sys.exit(f"peers {missing} left no trace in {trace_dir}")
-    report, document = [], {"writes": args.writes}
+    report, document = [], {"writes": args.writes, "httpWorkers": args.http_workers}
     for name, (target, writes) in runs.items():
         others = [p for p in cluster.peers if p is not leader and p is not target]
         followed = [at for at in (follow(w, traces, target, leader, others) for w in writes) if at is not None]
-        lines, rows = table(f"a write at the {name}", LEADER_HOPS if target is leader else FOLLOWER_HOPS, followed)
+        title = f"a write at the {name}" + (f", {args.http_workers} HTTP workers a peer" if args.http_workers else "")
+        lines, rows = table(title, LEADER_HOPS if target is leader else FOLLOWER_HOPS, followed)
         report += lines + [""]
         document[name] = rows
     print("\n".join(report))
     if args.require_every_hop:
-        thin = [f"{name}: {label}" for name, rows in document.items() if name != "writes"
-                for label in rows if rows[label]["writes"] < args.writes * 0.9]
+        thin = [f"{name}: {label}" for name in runs for label, row in document[name].items()
+                if row["writes"] < args.writes * 0.9]
         hops = {name: LEADER_HOPS if name == "leader" else FOLLOWER_HOPS for name in ("leader", "follower")}
         absent = [f"{name}: {label}" for name, listed in hops.items() for label, _, _ in listed + SIDE_HOPS
                   if label not in document[name]]
