@@ -47,11 +47,13 @@ class ContactTrackingTransport(TCPTransport):
                     self._flush_journal()
                 if tracing.enabled():
                     tracing.mark("reply.sent", message.get("next_node_idx", 0) - 1)
-            elif kind == "append_entries" and message.get("entries"):
-                self._journal_unflushed = True
+            elif kind == "append_entries":
+                if message.get("entries"):
+                    self._journal_unflushed = True
                 if tracing.enabled():
-                    for entry in message["entries"]:
+                    for entry in message.get("entries") or ():
                         tracing.mark("append.sent", [entry[1], node.id])
+                    tracing.mark("commit.sent", [message.get("commit_index", 0), node.id])
             elif kind == "apply_command":
                 tracing.mark("forward.sent", None)
         return super().send(node, message)

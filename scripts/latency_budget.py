@@ -53,7 +53,8 @@ FOLLOWER_HOPS = LEADER_HOPS[:3] + (
     ("follower's Raft thread forwards it", "T:committer.sent", "T:forward.sent"),
     ("to the leader, picked up, appended", "T:forward.sent", "L:raft.picked"),
 ) + LEADER_HOPS[4:10] + (
-    ("commit reaches this follower", "L:apply.start", "T:commit.heard"),
+    ("the leader sends the commit on", "L:apply.start", "L:commit.sent"),
+    ("commit reaches this follower", "L:commit.sent", "T:commit.heard"),
     ("this follower applies", "T:commit.heard", "T:apply.start"),
     ("apply", "T:apply.start", "T:apply.end"),
     ("callback", "T:apply.end", "T:callback"),
@@ -75,7 +76,7 @@ class Trace:
                 self.exact.setdefault(("apply.end", index), ns)
                 for cid in cids:
                     self.cid_of.setdefault(index, cid)
-            elif hop in ("journal.flushed", "reply.sent", "commit.heard", "reply.received", "append.sent"):
+            elif hop in ("journal.flushed", "reply.sent", "commit.heard", "reply.received", "append.sent", "commit.sent"):
                 index, node = (key[0], key[1]) if isinstance(key, list) else (key, None)
                 self.covering[hop].append((ns, index, node))
             elif hop == "forward.sent":
@@ -129,6 +130,8 @@ def follow(write, traces, target, leader, others):
     if target is not leader:
         forwarded = t.first("forward.sent", 0, at["T:committer.sent"] or 0)
         at["T:forward.sent"] = forwarded and forwarded[0]
+        passed_on = lead.first("commit.sent", index, at["L:apply.start"] or 0, node=target.raft)
+        at["L:commit.sent"] = passed_on and passed_on[0]
         heard = t.first("commit.heard", index, at["L:apply.start"] or 0)
         at["T:commit.heard"] = heard and heard[0]
         at["T:apply.start"] = t.exact.get(("apply.start", index))
