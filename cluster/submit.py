@@ -201,10 +201,11 @@ class GroupCommitter:
     def _send(self, batch):
         """Outside the lock: hand an in-flight batch to PySyncObj (its callback settles it)."""
         commands = [t.command for t in batch.tickets]
+        # Marked before the call: the Raft thread may forward or append it before the call returns.
+        for command in commands:
+            tracing.mark("committer.sent", command.get("cid"))
         try:
             self._replica.apply_batch(commands, callback=lambda res, err, b=batch: self._settle(b, res, err))
-            for command in commands:
-                tracing.mark("committer.sent", command.get("cid"))
         except Exception as error:  # the replica is being destroyed
             log.warning("submitting a batch failed: %r", error)
             self._settle(batch, None, FAIL_REASON.REQUEST_DENIED)

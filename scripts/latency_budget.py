@@ -35,8 +35,8 @@ from cluster import tracing  # noqa: E402
 LEADER_HOPS = (
     ("waitress: accept, read and parse the request", "client.sent", "T:http.start"),
     ("handler: token, permission, validation", "T:http.start", "T:submit"),
-    ("hand-off to the committer, submit to PySyncObj", "T:submit", "T:committer.sent"),
-    ("Raft thread picks it up, appends it", "T:committer.sent", "L:raft.picked"),
+    ("to the committer (a lone write: no thread hop; with workers: the channel)", "T:submit", "T:committer.sent"),
+    ("submitted to PySyncObj, its Raft thread picks it up, appends it", "T:committer.sent", "L:raft.picked"),
     ("append entries sent", "L:raft.picked", "L:append.sent"),
     ("to the follower", "L:append.sent", "M:append.received"),
     ("follower flush", "M:append.received", "M:journal.flushed"),
@@ -50,7 +50,7 @@ LEADER_HOPS = (
     ("answer sent and read by the client", "T:http.written", "client.received"),
 )
 FOLLOWER_HOPS = LEADER_HOPS[:3] + (
-    ("follower's Raft thread forwards it", "T:committer.sent", "T:forward.sent"),
+    ("submitted to PySyncObj, the follower's Raft thread forwards it", "T:committer.sent", "T:forward.sent"),
     ("to the leader, picked up, appended", "T:forward.sent", "L:raft.picked"),
 ) + LEADER_HOPS[4:10] + (
     ("the leader sends the commit on", "L:apply.start", "L:commit.sent"),
