@@ -276,6 +276,10 @@ def test_cluster_status_and_metrics_show_each_peers_workers(cluster):
 def test_a_stopped_peer_lets_its_workers_finish_rather_than_killing_them(cluster):
     # A worker's parent-death signal fires when the thread that started it ends: the supervisor
     # must outlive the workers, or a stop kills them mid-request (the trace of a worker was lost so).
+    # Every worker serving first: one still starting has no signal handler yet and ends with -15.
+    for peer in cluster.peers:
+        wait_until(lambda: all(w["running"] and w["stateIndex"] is not None for w in workers_of(cluster, peer)),
+                   30, f"both workers of {peer.url} to serve")
     cluster.local.stop()
     for peer in cluster.peers:
         with open(peer.log_path, encoding="utf-8") as log:
