@@ -1,5 +1,4 @@
 import os
-import threading
 
 import pytest
 from pysyncobj.journal import createJournal
@@ -122,46 +121,3 @@ def test_a_peer_told_not_to_flush_confirms_and_counts_confirmations_without_flus
     transport._onMessageReceived(peer, {"type": "next_node_idx", "success": True})
     transport.flush_sent_entries()
     assert transport.flushes == [] and transport._journal_unflushed is False
-
-
-def _meta_on_disk(tmp_path):
-    reopened = createJournal(str(tmp_path / "raft.journal"))
-    try:
-        return reopened.getCurrentTerm(), reopened.getVotedForNodeId(), reopened.getRaftCommitIndex()
-    finally:
-        reopened._destroy()
-
-
-def test_a_commit_index_is_stored_beside_the_raft_thread_and_never_over_a_newer_vote(tmp_path, monkeypatch):
-    journal = createJournal(str(tmp_path / "raft.journal"))
-    durability.make_durable(journal)
-    writer = journal._FileJournal__metaStorer.storeMeta.__self__
-    journal.setCurrentTerm(7, "127.0.0.1:2")  # made durable before it returns, as before
-    disk_free = threading.Event()
-    real_fsync = durability._fsync
-    monkeypatch.setattr(durability, "_fsync", lambda path: (disk_free.wait(10), real_fsync(path)))
-
-    # PySyncObj's once-a-second store of a moved commit index returns while the disk is busy.
-    journal.setRaftCommitIndex(5)
-    timer = threading.Thread(target=journal.onOneSecondTimer)
-    timer.start()
-    timer.join(2)
-    assert not timer.is_alive(), "the commit index store waited for the disk on the Raft thread"
-    journal.setRaftCommitIndex(6)
-    journal.onOneSecondTimer()  # queued behind the one being written
-    # A new term must still be durable before PySyncObj goes on: it waits for the disk.
-    voting = threading.Thread(target=journal.setCurrentTerm, args=(8, "127.0.0.1:3"))
-    voting.start()
-    voting.join(0.3)
-    assert voting.is_alive()
-    disk_free.set()
-    voting.join(10)
-    assert not voting.is_alive()
-    assert writer.drain(10)
-    # The queued store of term 7 came after the vote for term 8 was stored and was dropped.
-    assert _meta_on_disk(tmp_path) == (8, "127.0.0.1:3", 6)
-    journal.setRaftCommitIndex(9)
-    journal.onOneSecondTimer()
-    assert writer.drain(10)
-    assert _meta_on_disk(tmp_path) == (8, "127.0.0.1:3", 9)
-    journal._destroy()
