@@ -178,10 +178,9 @@ class GroupCommitter:
         """Under the lock: queue `ticket` for the committer thread, or, when that thread would send
         it alone and at once anyway (nothing pending, a slot free, a leader known, no pause), take
         it as a batch of its own for the caller to send: a lone write skips a thread hand-off
-        (0.16 ms median, 1.35 ms p99 in the latency budget). Under load writes queue as before,
+        (0.10 -> 0.05 ms median at a leader in the latency budget). Under load writes queue as before,
         and the committer packs them while the slots are busy."""
-        if self._pending or len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT or time.monotonic() < self._retry_at \
-                or self._replica.leader_address is None or self._replica.holding_writes():
+        if self._pending or self._held() or not self._room_to_send(time.monotonic()):
             self._pending.append(ticket)
             self._cv.notify()
             return None
@@ -239,22 +238,29 @@ class GroupCommitter:
             now = time.monotonic()
             self._expire_lost_batches(now)
             earliest = self._expire_unsent_async(now)
-            # The replica holds new batches while leadership is handed off (cluster/replica.py),
-            # and nothing is sent while no live leader is known: it would be lost on the way.
-            held = self._pending and (self._replica.holding_writes() or self._replica.leader_address is None)
-            ready = now >= self._retry_at and not held
-            if self._pending and ready and len(self._in_flight) < MAX_BATCHES_IN_FLIGHT:
+            held = self._pending and self._held()
+            if self._pending and not held and self._room_to_send(now):
                 return now
             wait = 0.5
             if held:
                 wait = HOLD_RECHECK_SECONDS
-            elif self._pending and not ready:
+            elif self._pending and now < self._retry_at:
                 wait = self._retry_at - now
             elif self._in_flight:
                 wait = 0.1
             if earliest is not None:
                 wait = min(wait, max(0.0, earliest - now))
             self._cv.wait(wait)
+
+    def _held(self):
+        """Under the lock: whether nothing may be sent now. The replica holds new batches while
+        leadership is handed off (cluster/replica.py), and nothing is sent while no live leader is
+        known: it would be lost on the way."""
+        return self._replica.holding_writes() or self._replica.leader_address is None
+
+    def _room_to_send(self, now):
+        """Under the lock: no pause after a failed attempt, and a batch slot free."""
+        return now >= self._retry_at and len(self._in_flight) < MAX_BATCHES_IN_FLIGHT
 
     def _expire_unsent_async(self, now):
         """Under the lock: fail the unsent async writes whose deadline passed (a blocking writer
