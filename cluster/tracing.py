@@ -20,6 +20,7 @@ ENVIRONMENT_VARIABLE = "REGISTRY_TRACE_DIR"
 _events = None  # [(ns, hop, key)] while tracing, None otherwise
 _path = None
 _request = threading.local()  # the request thread's write: its start time, then its cid
+_flushing = threading.Lock()  # a worker flushes from its main thread and from a channel thread
 
 
 def start_from_environment(owner_pid=None):
@@ -40,12 +41,15 @@ def start(directory, owner_pid=None):
 
 
 def flush():
-    """Write the events out, whole or not at all (a process may be killed while it writes)."""
+    """Write the events out, whole or not at all: a process may be killed while it writes, and
+    a worker that loses its channel flushes from that thread while its main thread may be
+    flushing too (two writers of one partial file once left an empty trace behind)."""
     if _events is not None and _path is not None:
-        partial = _path + ".partial"
-        with open(partial, "wb") as sink:
-            sink.write(orjson.dumps(_events))
-        os.replace(partial, _path)
+        with _flushing:
+            partial = f"{_path}.{threading.get_ident()}.partial"
+            with open(partial, "wb") as sink:
+                sink.write(orjson.dumps(_events))
+            os.replace(partial, _path)
 
 
 def enabled():
