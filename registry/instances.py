@@ -87,7 +87,13 @@ REQUEST_FIELDS = tuple(REGISTRATION.fields)
 RECORD_ORDER = REQUEST_FIELDS + ("lastHeartbeat", "unreachableSince")
 # Values many instances share (a service's slug and tags, the node it runs on, its status): kept
 # once in memory rather than once per record, since each command decodes its own copies.
-SHARED_VALUE_FIELDS = ("scheme", "path", "slug", "status", "nodeUrl", "deploymentId")
+SHARED_VALUE_FIELDS = frozenset(("scheme", "path", "slug", "status", "nodeUrl", "deploymentId"))
+# Instances of a service mostly carry the same tags, so equal tag lists are one list (records are
+# replaced, never changed in place, so sharing is safe). The table forgets everything when full,
+# so tags that never repeat cannot grow it without bound.
+_SHARED_TAG_LISTS_MAX = 65_536
+_shared_tag_lists = {}
+_shared_ports = {}  # 65,535 at most
 HEARTBEAT_FIELDS = tuple(HEARTBEAT.fields)
 
 # Single-valued exact-match filters of GET /registry-svc/instances; `tag` may repeat.
@@ -343,12 +349,33 @@ def stored_record(record):
     for name in RECORD_ORDER:
         if name in record:
             value = record[name]
-            if name in SHARED_VALUE_FIELDS and type(value) is str:
-                value = sys.intern(value)
-            elif name == "tags" and value:
-                value = [sys.intern(tag) if type(tag) is str else tag for tag in value]
+            if name in SHARED_VALUE_FIELDS:
+                if type(value) is str:
+                    value = sys.intern(value)
+            elif name == "tags" and value and type(value) is list:
+                value = _shared_tags(value)
+            elif name == "port" and type(value) is int and 0 < value < 65536:
+                value = _shared_ports.setdefault(value, value)  # an int above 256 is 28 bytes each
             stored[name] = value
+    if len(stored) != len(record):  # a field this version does not know (a newer peer's dump): kept
+        for name, value in record.items():
+            stored.setdefault(name, value)
     return stored
+
+
+def _shared_tags(tags):
+    try:
+        key = tuple(tags)
+        shared = _shared_tag_lists.get(key)
+    except TypeError:  # an unhashable tag (validation lets none through; a hand-made dump might)
+        return list(tags)
+    if shared is None:
+        if not all(type(tag) is str for tag in key):
+            return list(tags)  # kept apart: 1 and True are equal keys, yet not the same tags
+        if len(_shared_tag_lists) >= _SHARED_TAG_LISTS_MAX:
+            _shared_tag_lists.clear()
+        shared = _shared_tag_lists[key] = [sys.intern(tag) for tag in key]
+    return shared
 
 
 def checked_instance(state, who, permission, instance_id):

@@ -182,7 +182,10 @@ class RegistryState:
             raise ValueError(f"unsupported snapshot format {data.get('format') if isinstance(data, dict) else data!r}")
         state = cls()
         state.index = data["index"]
-        for record in data["instances"]:
+        for decoded in data["instances"]:
+            # A decoded record holds its own copy of every value, in a dict sized for growth:
+            # about 770 bytes an instance more than the same record applied (measured at 100,000).
+            record = instances.stored_record(decoded)
             state.instances[record["id"]] = record
             state.instance_by_url[record["url"]] = record["id"]
         state.instance_index = InstanceIndex.of(state.instances.values(), state.index)

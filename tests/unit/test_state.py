@@ -1,6 +1,8 @@
 """The state machine: registrations, removals, filters, nodes, snapshots and digests."""
 
-from registry import commands
+import orjson
+
+from registry import commands, instances
 from registry.state import RegistryState
 from tests.helpers import NOW, register
 
@@ -113,9 +115,32 @@ def test_values_many_instances_share_are_kept_once():
     state = RegistryState()
     # Each command arrives decoded on its own, with its own copies of equal strings.
     for n in range(2):
-        register(state, {"url": f"http://h{n}:80", "slug": "".join(["sh", "op"]), "tags": ["".join(["pr", "od"])],
+        register(state, {"url": f"http://h{n}:8080", "slug": "".join(["sh", "op"]), "tags": ["".join(["pr", "od"])],
                          "nodeUrl": "".join(["http://node", ":1"])}, generated=f"inst_{n}")
     first, second = state.instances["inst_0"], state.instances["inst_1"]
     assert first["slug"] is second["slug"] and first["tags"][0] is second["tags"][0]
     assert first["nodeUrl"] is second["nodeUrl"]
     assert first["url"] is not second["url"]
+    assert first["tags"] is second["tags"] and first["port"] is second["port"]
+
+
+def test_a_state_loaded_from_a_decoded_snapshot_shares_values_as_an_applied_one_does():
+    state = RegistryState()
+    for n in range(3):
+        register(state, {"url": f"http://h{n}:80", "slug": "shop", "tags": ["prod", "eu"], "nodeUrl": "http://node:1"},
+                 generated=f"inst_{n}", index=n + 1)
+    snapshot = orjson.loads(orjson.dumps(state.to_snapshot()))  # what a restart or a worker decodes
+    snapshot["instances"][2]["addedLater"] = "by a newer version"
+    loaded = RegistryState.from_snapshot(snapshot)
+    first, second, third = (loaded.instances[f"inst_{n}"] for n in range(3))
+    assert first["slug"] is second["slug"] is third["slug"] and first["nodeUrl"] is second["nodeUrl"]
+    assert first["tags"] is second["tags"] and first["tags"] == ["prod", "eu"]
+    assert third["addedLater"] == "by a newer version"  # a field it does not know is kept, not dropped
+    del third["addedLater"]
+    assert loaded.digest() == state.digest()
+
+
+def test_tags_that_only_look_equal_are_not_shared():
+    first = instances.stored_record({"id": "a", "url": "http://a:1", "tags": [1]})
+    second = instances.stored_record({"id": "b", "url": "http://b:1", "tags": [True]})
+    assert first["tags"] == [1] and second["tags"][0] is True
