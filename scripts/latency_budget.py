@@ -21,6 +21,7 @@ import glob
 import http.client
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -176,6 +177,7 @@ def main():
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--http-workers", type=int, default=0, help="HTTP worker processes per peer (default 0)")
     parser.add_argument("--json-out", help="also write the figures as JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster's directory (its traces and logs)")
     parser.add_argument("--require-every-hop", action="store_true",
                         help="exit 1 unless every hop was seen for most writes (the smoke run: the tracing cannot rot)")
     args = parser.parse_args()
@@ -195,11 +197,16 @@ def main():
     for path in glob.glob(os.path.join(trace_dir, "trace-*.json")):
         owner = int(os.path.basename(path)[len("trace-"):-len(".json")].split("-")[0])
         with open(path, "rb") as source:
-            events[owner] += json.load(source)
+            try:
+                events[owner] += json.load(source)
+            except ValueError as error:
+                sys.exit(f"{path} is not a whole trace ({error}); the cluster's files are kept in {workdir}")
     traces = {pid: Trace(found) for pid, found in events.items()}
     missing = [index for index, pid in pids.items() if pid not in traces]
     if missing:
         sys.exit(f"peers {missing} left no trace in {trace_dir}")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     report, document = [], {"writes": args.writes, "httpWorkers": args.http_workers}
     for name, (target, writes) in runs.items():
         others = [p for p in cluster.peers if p is not leader and p is not target]
