@@ -10,7 +10,7 @@ import os
 
 import orjson
 
-from registry.state import RegistryState
+from registry.state import RegistryState, collector_paused
 
 from .identity import ConfigurationError
 
@@ -62,19 +62,20 @@ def _write_state(packed, snapshot):
 
 
 def read(path):
-    """The checked dump document; ConfigurationError naming the file when it cannot be used."""
+    """(the checked dump document, the state it holds); ConfigurationError naming the file when
+    it cannot be used."""
     try:
-        with gzip.open(path, "rb") as packed:
+        with gzip.open(path, "rb") as packed, collector_paused():
             document = orjson.loads(packed.read())
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             found = document.get("format") if isinstance(document, dict) else None
             raise ValueError(f"unsupported dump format {found!r}")
-        RegistryState.from_snapshot(document["state"])
+        state = RegistryState.from_snapshot(document["state"])
         for key in ("lastEntry", "previousEntry"):
             decode_entry(document["raft"][key])
     except (OSError, EOFError, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as error:
         raise ConfigurationError(f"the full dump {path} cannot be read ({error!r}). {MOVE_ASIDE}") from None
-    return document
+    return document, state
 
 
 def seed(data_dir, snapshot):

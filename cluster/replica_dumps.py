@@ -11,7 +11,7 @@ import threading
 
 from pysyncobj.serializer import SERIALIZER_STATE
 
-from registry.state import RegistryState, snapshot_of
+from registry.state import snapshot_of
 
 from . import dumps
 
@@ -66,11 +66,11 @@ class FullDumpHooks:
 
     def _read_dump(self, path):
         """PySyncObj's deserializer hook: restore the state, give back the Raft entries."""
-        document, self._verified_dump = self._verified_dump, None
-        from_own_disk = document is not None
-        if document is None:  # a dump that arrived from the leader since start
-            document = dumps.read(path)
-        state = RegistryState.from_snapshot(document["state"])
+        verified, self._verified_dump = self._verified_dump, None
+        from_own_disk = verified is not None
+        # Read at start already (the state it built is used, not built twice), or one that
+        # arrived from the leader since.
+        document, state = verified if from_own_disk else dumps.read(path)
         self.state.replace(state)
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])

@@ -17,7 +17,7 @@ import time
 import orjson
 
 from registry.permissions import SYSTEM
-from registry.state import RegistryState
+from registry.state import RegistryState, collector_paused
 
 from . import tracing
 from .checkpoints import CheckpointLedger
@@ -99,7 +99,7 @@ class WorkerReplica(PeerReads, PeerWrites):
         kind, payload = channel.receive()
         if kind != SNAPSHOT:
             raise ChannelClosed(f"expected the snapshot frame, got kind {kind}")
-        self.state.replace(RegistryState.from_snapshot(orjson.loads(payload)))
+        self.state.replace(_loaded(payload))
         self._reader = threading.Thread(target=self._read, name="replica-feed", daemon=True)
 
     def start(self):
@@ -132,7 +132,7 @@ class WorkerReplica(PeerReads, PeerWrites):
                 elif kind == REPLY:
                     self.calls.replied(payload)
                 elif kind == SNAPSHOT:
-                    self.state.replace(RegistryState.from_snapshot(orjson.loads(payload)))
+                    self.state.replace(_loaded(payload))
                 elif kind == CALL:
                     threading.Thread(target=self._answer, args=(payload,), daemon=True).start()
         except ChannelClosed:
@@ -254,3 +254,8 @@ class WorkerReplica(PeerReads, PeerWrites):
 
     def state_index(self):
         return self.state.index
+
+
+def _loaded(snapshot_frame):
+    with collector_paused():
+        return RegistryState.from_snapshot(orjson.loads(snapshot_frame))

@@ -6,6 +6,8 @@ and it never raises (an exception inside a PySyncObj replicated method stalls th
 bad command becomes an error result instead.
 """
 
+import contextlib
+import gc
 import hashlib
 import json
 
@@ -34,6 +36,21 @@ _HANDLERS = {
     commands.SCAN_RESULTS: health.apply_scan,
     commands.RENEW_INSTANCES: health.apply_renewals,
 }
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Around loading a state: a load makes hundreds of thousands of records and lists, and
+    each 700 of them start a collection that walks the young ones, a growing share of them
+    the old ones too. None of them is garbage; without the collector a 100,000-instance load
+    takes half the time (measured: the records' copying alone 0.42 -> 0.24 s)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _by_id(record):
@@ -180,6 +197,11 @@ class RegistryState:
     def from_snapshot(cls, data):
         if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported snapshot format {data.get('format') if isinstance(data, dict) else data!r}")
+        with collector_paused():
+            return cls._from_snapshot(data)
+
+    @classmethod
+    def _from_snapshot(cls, data):
         state = cls()
         state.index = data["index"]
         for decoded in data["instances"]:
