@@ -32,7 +32,7 @@ from . import membership
 from .answered_board import AnsweredBoard
 from .submit import WriteUnavailable
 from .worker_channel import (
-    BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, Channel, ChannelClosed, encode, reply,
+    BATCH, CALL, HELLO, PROGRESS, REPLY, STATUS, Calls, Channel, ChannelClosed, encode, encode_snapshot, reply,
 )
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class WorkerLink:
         channel = self.channel
         if channel is not None and not channel.closed:
             try:
-                channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts)))
+                channel.send(lambda: encode_snapshot(snapshot_of(parts)))
             except ChannelClosed:
                 pass
 
@@ -131,7 +131,7 @@ class WorkerLink:
         channel = self.channel
         # The snapshot is queued under the state lock, so every batch applied after it follows it.
         self.workers.peer.state.subscribe(
-            self, start=lambda parts: channel.send(lambda: encode(SNAPSHOT, snapshot_of(parts))))
+            self, start=lambda parts: channel.send(lambda: encode_snapshot(snapshot_of(parts))))
         self.fed = True  # statuses only after the snapshot: the worker reads hello, snapshot, then the stream
         threading.Thread(target=self._read, args=(channel,), name=f"http-worker-{self.number}-reader",
                          daemon=True).start()

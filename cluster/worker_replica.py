@@ -28,7 +28,7 @@ from .peer_reads import PeerReads
 from .peer_writes import PeerWrites
 from .submit import WriteUnavailable
 from .watched_state import WatchedState
-from .worker_channel import BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, ChannelClosed, encode, reply
+from .worker_channel import BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, ChannelClosed, decode_snapshot, encode, reply
 
 log = logging.getLogger(__name__)
 
@@ -258,4 +258,4 @@ class WorkerReplica(PeerReads, PeerWrites):
 
 def _loaded(snapshot_frame):
     with collector_paused():
-        return RegistryState.from_snapshot(orjson.loads(snapshot_frame))
+        return RegistryState.from_snapshot(decode_snapshot(snapshot_frame), values_shared=True)

@@ -194,20 +194,23 @@ class RegistryState:
             dict(self.kind_index), self.sessions.entries()
 
     @classmethod
-    def from_snapshot(cls, data):
+    def from_snapshot(cls, data, values_shared=False):
+        """values_shared: the records are as a state stored them, shared values shared (an
+        unpickled snapshot of a state); else (decoded JSON) they are stored anew."""
         if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported snapshot format {data.get('format') if isinstance(data, dict) else data!r}")
         with collector_paused():
-            return cls._from_snapshot(data)
+            return cls._from_snapshot(data, values_shared)
 
     @classmethod
-    def _from_snapshot(cls, data):
+    def _from_snapshot(cls, data, values_shared):
         state = cls()
         state.index = data["index"]
-        for decoded in data["instances"]:
-            # A decoded record holds its own copy of every value, in a dict sized for growth:
-            # about 770 bytes an instance more than the same record applied (measured at 100,000).
-            record = instances.stored_record(decoded)
+        for record in data["instances"]:
+            if not values_shared:
+                # A decoded record holds its own copy of every value, in a dict sized for growth:
+                # about 770 bytes an instance more than the same record applied (at 100,000).
+                record = instances.stored_record(record)
             state.instances[record["id"]] = record
             state.instance_by_url[record["url"]] = record["id"]
         state.instance_index = InstanceIndex.of(state.instances.values(), state.index)

@@ -10,6 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cluster import worker_channel
 from registry import commands
 from registry.instance_index import InstanceIndex
 from registry.instances import matches
@@ -137,21 +138,27 @@ def test_interpreters_with_other_hash_seeds_end_in_the_same_state(sequences):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(command_strategy, max_size=40), st.integers(0, 40), st.integers(1, 5))
-def test_an_http_worker_replica_fed_through_json_ends_equal(sequence, cut, batch_size):
+def test_an_http_worker_replica_fed_through_its_channel_ends_equal(sequence, cut, batch_size):
     """What an HTTP worker does (cluster/worker_replica.py): load the Raft process's snapshot,
-    encoded with orjson, at some point of the log, then apply every later batch decoded from
-    orjson; its answers and its state are the Raft process's."""
+    pickled in slices as the channel sends it, at some point of the log, then apply every later
+    batch decoded from orjson; its answers and its state are the Raft process's."""
     raft = RegistryState()
     batches = [sequence[i:i + batch_size] for i in range(0, len(sequence), batch_size)]
     worker = None
     for number, batch in enumerate(batches, start=2):
         if worker is None and number - 2 >= cut:
-            worker = RegistryState.from_snapshot(orjson.loads(orjson.dumps(raft.to_snapshot())))
+            worker = _loaded_as_a_worker_loads(raft)
         raft_results = [raft.apply(command, number) for command in batch]
         if worker is not None:
             index, decoded = orjson.loads(orjson.dumps([number, batch]))
             assert [worker.apply(command, index) for command in decoded] == orjson.loads(orjson.dumps(raft_results))
     if worker is None:
-        worker = RegistryState.from_snapshot(orjson.loads(orjson.dumps(raft.to_snapshot())))
+        worker = _loaded_as_a_worker_loads(raft)
     assert worker.digest() == raft.digest()
     assert worker.to_snapshot() == orjson.loads(orjson.dumps(raft.to_snapshot()))
+
+
+def _loaded_as_a_worker_loads(raft):
+    frame = worker_channel.encode_snapshot(raft.to_snapshot())
+    return RegistryState.from_snapshot(worker_channel.decode_snapshot(frame[worker_channel.HEADER.size:]),
+                                       values_shared=True)

@@ -10,6 +10,8 @@ import pytest
 
 from cluster import worker_channel
 from cluster.worker_channel import BATCH, CALL, Calls, Channel, ChannelClosed, encode, reply
+from registry.state import RegistryState
+from tests.helpers import register
 from tests.waiting import wait_until
 
 
@@ -121,3 +123,21 @@ def test_a_sender_never_blocks_on_a_side_that_stopped_reading_and_gives_up_past_
     assert ended == ["closed"] and 4 < sent[0] < 200
     assert sender.closed
     wait_until(lambda: sender.queued_bytes == 0, 5, "the closed channel to drop its queue")
+
+
+def test_a_snapshot_crosses_in_slices_with_its_shared_values_still_shared(monkeypatch):
+    monkeypatch.setattr(worker_channel, "SNAPSHOT_SLICE_RECORDS", 2)
+    state = RegistryState()
+    for n in range(5):
+        register(state, {"url": f"http://h{n}:8080", "slug": "shop", "tags": ["prod"]}, generated=f"inst_{n}",
+                 index=n + 1)
+    frame = worker_channel.encode_snapshot(state.to_snapshot())
+    length, kind = worker_channel.HEADER.unpack(frame[:worker_channel.HEADER.size])
+    assert kind == worker_channel.SNAPSHOT and length == len(frame) - worker_channel.HEADER.size
+    loaded = RegistryState.from_snapshot(worker_channel.decode_snapshot(frame[worker_channel.HEADER.size:]),
+                                         values_shared=True)
+    assert loaded.digest() == state.digest()
+    records = [loaded.instances[f"inst_{n}"] for n in range(5)]
+    # Shared within a slice (each slice holds one copy of a value, 4,096 records in a real one).
+    assert records[0]["slug"] is records[1]["slug"] and records[0]["tags"] is records[1]["tags"]
+    assert records[2]["slug"] is records[3]["slug"] and records[0]["slug"] == records[4]["slug"] == "shop"
