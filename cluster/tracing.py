@@ -43,10 +43,11 @@ def start(directory, owner_pid=None):
 def flush():
     """Write the events out, whole or not at all: a process may be killed while it writes, and
     a worker that loses its channel flushes from that thread while its main thread may be
-    flushing too (two writers of one partial file once left an empty trace behind)."""
+    flushing too (two writers of one partial file once left an empty trace behind), so one
+    flush runs at a time."""
     if _events is not None and _path is not None:
         with _flushing:
-            partial = f"{_path}.{threading.get_ident()}.partial"
+            partial = _path + ".partial"
             with open(partial, "wb") as sink:
                 sink.write(orjson.dumps(_events))
             os.replace(partial, _path)

@@ -53,7 +53,8 @@ def encode(kind, value):
 
 
 # A snapshot is pickled, in slices: records sharing a value (a slug, a tag list) share it after
-# unpickling as they did before, so a worker's loaded state costs what an applied one does with
+# unpickling as they did before, so a worker's loaded state costs about what an applied one does
+# (1,170 against 1,115 bytes an instance: ports and each slice's own copies are not shared) with
 # no interning pass after the decode (at 100,000 instances orjson plus that pass took 0.5 s, the
 # unpickling 0.1 s), and no slice holds the Raft process's interpreter lock more than a few
 # milliseconds (one pickling of 100,000 records held it 0.2 s). Pickle runs code named in its
