@@ -59,9 +59,11 @@ def readyz():
         raise unavailable(f"not ready: this peer's HTTP worker {worker['number']} holds a replica "
                           f"{worker['lagMs']} ms behind its Raft process")
     if not status.caught_up:
+        if status.leader_commit_index is None or status.applied_index >= status.leader_commit_index:
+            raise unavailable("not ready: this peer has not yet caught up with the leader's log since it started")
         raise unavailable(
-            f"not ready: applied index {status.applied_index} is behind the leader's commit index "
-            f"{status.leader_commit_index}"
+            f"not ready: applied index {status.applied_index} has been behind the leader's commit index "
+            f"{status.leader_commit_index} for {status.owed_apply_ms} ms"
         )
     return respond({"status": "ready", "leader": status.leader, "appliedIndex": status.applied_index})
 

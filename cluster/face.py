@@ -34,6 +34,8 @@ class PeerStatus:
     # In an HTTP worker (cluster/worker_replica.py): its number, and how far its replica lags the
     # Raft process's ({"number", "lagMs", "behind"}); None in the Raft process itself.
     http_worker: Optional[dict] = None
+    # How long the oldest entry known committed has waited to be applied (cluster/apply_lag.py).
+    owed_apply_ms: int = 0
 
 
 class PeerFace(Protocol):

@@ -145,7 +145,7 @@ class Peer(PeerReads, PeerWrites):
             leader_changes=replica.transport.leader_changes, members=tuple(replica.members),
             caught_up=replica.is_caught_up(), divergence=replica.divergence,
             checkpoints_verified=replica.checkpoints.verified,
-            writes_resubmitted=self.committer.resubmitted_batches)
+            writes_resubmitted=self.committer.resubmitted_batches, owed_apply_ms=replica.owed_apply_ms())
 
     def scan_progress(self):
         """(scan cycles run here, the last cycle's ScanCycle or None)."""

@@ -20,6 +20,7 @@ from pysyncobj.serializer import SERIALIZER_STATE
 from registry import commands as registry_commands
 
 from . import dumps, durability, membership, tracing
+from .apply_lag import READY_WITHIN_SECONDS, ApplyLag
 from .checkpoints import CheckpointLedger
 from .identity import ConfigurationError
 from .replica_dumps import FullDumpHooks
@@ -43,6 +44,7 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         # Set before SyncObj.__init__: its Raft thread may apply journal entries right away.
         self.state = WatchedState()
         self.checkpoints = CheckpointLedger()
+        self.apply_lag = ApplyLag()
         self._user_state_callback = on_state_changed
         self._dump_path = os.path.join(data_dir, dumps.FILE_NAME)
         self._data_dir = data_dir
@@ -163,6 +165,7 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         """On the Raft thread, after each tick: the work PySyncObj has no hook for."""
         # Before the tick's poll waits for the followers' confirmations, not once one arrived.
         self.transport.flush_sent_entries()
+        self.apply_lag.observe(time.monotonic(), self.leader_commit_index, self.raftLastApplied)
         if not self._journal_membership_replayed:
             self._journal_membership_replayed = True
             self._replay_journal_membership()
@@ -295,13 +298,16 @@ class RegistryReplica(FullDumpHooks, SyncObj):
     def is_leader(self):
         return self._isLeader()
 
+    def owed_apply_ms(self):
+        """How long the oldest entry known committed has waited to be applied here (cluster/apply_lag.py)."""
+        return int(self.apply_lag.owed_seconds(time.monotonic(), self.raftLastApplied) * 1000)
+
     def is_caught_up(self):
-        leader_commit = self.leader_commit_index
         return (
             self.isReady()
             and self.leader_address is not None
-            and leader_commit is not None
-            and self.raftLastApplied >= leader_commit
+            and self.leader_commit_index is not None
+            and self.owed_apply_ms() <= READY_WITHIN_SECONDS * 1000
         )
 
     def _on_state_changed(self, old, new):

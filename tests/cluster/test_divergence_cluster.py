@@ -34,11 +34,11 @@ def test_a_replica_corrupted_on_purpose_is_found_by_the_next_checkpoint(start_cl
     corrupted = cluster.http.post(victim.url + "/registry-svc/test-hooks/corrupt-state", timeout=5)
     assert corrupted.status_code == 200 and corrupted.json()["droppedInstance"].startswith("inst_")
     corrupted_at = time.monotonic()
-    wait_until(lambda: readiness(cluster, victim)[0] == 503, CHECKPOINT_SECONDS + SLACK_SECONDS,
-               "the corrupted peer to go not ready")
+    wait_until(lambda: "replicas diverged" in readiness(cluster, victim)[1], CHECKPOINT_SECONDS + SLACK_SECONDS,
+               "the corrupted peer to go not ready, naming the divergence")
     found_after = time.monotonic() - corrupted_at
     status, text = readiness(cluster, victim)
-    assert "replicas diverged" in text and "checkpoint" in text and "digest" in text, text
+    assert status == 503 and "checkpoint" in text and "digest" in text, text
     view = cluster.view(victim)
     assert view["self"]["divergence"] and "rejoin" in view["self"]["divergence"]
     metrics = cluster.get(victim, "/metrics").text
