@@ -84,3 +84,21 @@ def test_listing_never_shows_command_ids():
     state = RegistryState()
     state.apply(registration("http://127.0.0.1:9001", command_id="c-secret"), 1)
     assert "c-secret" not in repr(state.list_instances({}))
+
+
+def test_kept_results_share_their_shape_and_come_back_whole_after_a_snapshot():
+    table = sessions.CommandSessions()
+    table.remember("c1", 1, {"code": "ok", "id": "inst_a", "created": True})
+    table.remember("c2", 2, {"code": "ok", "id": "inst_b", "created": False})
+    table.remember("c3", 3, {"code": "not_found", "error": "no instance inst_z"})
+    assert table._results["c1"][1] is table._results["c2"][1]  # one shape, kept once
+    expected = [["c1", {"code": "ok", "id": "inst_a", "created": True, "index": 1}],
+                ["c2", {"code": "ok", "id": "inst_b", "created": False, "index": 2}],
+                ["c3", {"code": "not_found", "error": "no instance inst_z", "index": 3}]]
+    assert table.entries() == expected
+    restored = sessions.CommandSessions.of(table.entries())
+    assert restored.entries() == expected
+    assert restored.answered("c3") == expected[2][1]
+    # An answer is the caller's to change: the table keeps its own.
+    restored.answered("c1")["created"] = "changed"
+    assert restored.answered("c1")["created"] is True
