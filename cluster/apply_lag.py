@@ -39,8 +39,7 @@ class ApplyLag:
     def owed_seconds(self, now, applied_index):
         """Seconds since the oldest commit index not yet applied was first heard; 0 if none."""
         with self._lock:
-            heard = tuple(self._heard)
-        for heard_at, commit_index in heard:
-            if commit_index > applied_index:
-                return max(0.0, now - heard_at)
+            for heard_at, commit_index in self._heard:
+                if commit_index > applied_index:
+                    return max(0.0, now - heard_at)
         return 0.0

@@ -138,14 +138,15 @@ class Peer(PeerReads, PeerWrites):
 
     def status(self):
         replica = self.replica
+        owed_apply_ms = replica.owed_apply_ms()
         return PeerStatus(
             role=replica.raft_state, term=replica.raftCurrentTerm, commit_index=replica.raftCommitIndex,
             applied_index=replica.raftLastApplied, state_index=replica.state_index, leader=replica.leader_address,
             leader_commit_index=replica.leader_commit_index, last_contact_ms=self.last_contact_ms(),
             leader_changes=replica.transport.leader_changes, members=tuple(replica.members),
-            caught_up=replica.is_caught_up(), divergence=replica.divergence,
+            caught_up=replica.is_caught_up(owed_apply_ms), divergence=replica.divergence,
             checkpoints_verified=replica.checkpoints.verified,
-            writes_resubmitted=self.committer.resubmitted_batches, owed_apply_ms=replica.owed_apply_ms())
+            writes_resubmitted=self.committer.resubmitted_batches, owed_apply_ms=owed_apply_ms)
 
     def scan_progress(self):
         """(scan cycles run here, the last cycle's ScanCycle or None)."""

@@ -302,12 +302,13 @@ class RegistryReplica(FullDumpHooks, SyncObj):
         """How long the oldest entry known committed has waited to be applied here (cluster/apply_lag.py)."""
         return int(self.apply_lag.owed_seconds(time.monotonic(), self.raftLastApplied) * 1000)
 
-    def is_caught_up(self):
+    def is_caught_up(self, owed_apply_ms):
+        """`owed_apply_ms` as owed_apply_ms() just gave it (a status reads it once for both)."""
         return (
             self.isReady()
             and self.leader_address is not None
             and self.leader_commit_index is not None
-            and self.owed_apply_ms() <= READY_WITHIN_SECONDS * 1000
+            and owed_apply_ms <= READY_WITHIN_SECONDS * 1000
         )
 
     def _on_state_changed(self, old, new):
