@@ -15,11 +15,12 @@ import struct
 import time
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import syncobj as pysyncobj_module
 from pysyncobj.serializer import SERIALIZER_STATE
 
 from registry import commands as registry_commands
 
-from . import dumps, durability, membership, tracing
+from . import dumps, durability, membership, raft_journal, tracing
 from .apply_lag import READY_WITHIN_SECONDS, ApplyLag
 from .checkpoints import CheckpointLedger
 from .identity import ConfigurationError
@@ -28,6 +29,10 @@ from .transport import ContactTrackingTransport
 from .watched_state import WatchedState
 
 log = logging.getLogger(__name__)
+
+# PySyncObj takes no journal object, only a file name it hands to this factory: every replica
+# in this process keeps its log on disk with the offsets alone in memory (cluster/raft_journal.py).
+pysyncobj_module.createJournal = raft_journal.create_journal
 
 RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
 # The log is also compacted once it holds this many commands per --compact-after-entries entry.

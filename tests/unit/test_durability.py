@@ -1,16 +1,16 @@
 import os
 
 import pytest
-from pysyncobj.journal import createJournal
 
 from cluster import durability
 from cluster.config import RaftTimings
+from cluster.raft_journal import create_journal
 from cluster.replica import RegistryReplica
 from tests.ports import free_port
 
 
 def test_term_and_vote_are_fsynced_and_entries_flushed(tmp_path, monkeypatch):
-    journal = createJournal(str(tmp_path / "raft.journal"))
+    journal = create_journal(str(tmp_path / "raft.journal"))
     flush = durability.make_durable(journal)
     synced = []
     real_fsync = os.fsync
@@ -26,18 +26,20 @@ def test_term_and_vote_are_fsynced_and_entries_flushed(tmp_path, monkeypatch):
                         lambda fd: (datasynced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fdatasync(fd)))
     journal.add(b"\x00command", 1, 7)
     flush()
-    # fdatasync, not mmap.flush: CPython's msync holds the GIL, stalling every HTTP thread.
+    # fdatasync, which releases the GIL while it waits for the disk.
     assert datasynced == [str(tmp_path / "raft.journal")]
-    # Entries past the file's first size make PySyncObj grow (and may reopen) it: still flushed.
+    # A compaction replaces the file by a rename: the flush follows it to the new one.
     for index in range(2, 200):
         journal.add(b"\x00" + bytes(500), index, 7)
+    journal.deleteEntriesTo(100)
+    datasynced.clear()
     flush()
     assert datasynced[-1] == str(tmp_path / "raft.journal")
     journal._destroy()
-    reopened = createJournal(str(tmp_path / "raft.journal"))
+    reopened = create_journal(str(tmp_path / "raft.journal"))
     assert reopened.getCurrentTerm() == 7
     assert reopened.getVotedForNodeId() == "10.0.0.2:21337"
-    assert reopened[0] == (b"\x00command", 1, 7)
+    assert reopened[0] == (b"\x00" + bytes(500), 101, 7)
     reopened._destroy()
 
 
