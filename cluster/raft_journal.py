@@ -50,6 +50,9 @@ class OnDiskJournal(Journal):
         self._recent = {}  # Raft index -> command bytes, for the newest entries
         self._recent_order = deque()
         self._recent_bytes = 0
+        # PySyncObj reads the first entry's index at every send, commit check and apply
+        # (log[0][1]): its bytes stay here too rather than being read back each time.
+        self._first = (None, None)
         self._end = self._load()
         self.meta_storer = MetaStorer(path + ".meta")
         self._meta = self.meta_storer.getMeta()
@@ -113,11 +116,15 @@ class OnDiskJournal(Journal):
     def _entry(self, position):
         index = self._indexes[position]
         command = self._recent.get(index)
+        if command is None and position == 0 and self._first[0] == index:
+            command = self._first[1]
         if command is None:
             length = self._sizes[position] - 16
             command = os.pread(self._fd, length, self._offsets[position] + _RECORD_HEAD.size)
             if len(command) != length:
                 raise JournalError(f"{self.path}: the entry at index {index} could not be read back")
+            if position == 0:
+                self._first = (index, command)
         return command, index, self._terms[position]
 
     def __len__(self):
@@ -140,6 +147,7 @@ class OnDiskJournal(Journal):
         for column in (self._offsets, self._sizes, self._indexes, self._terms):
             del column[:]
         self._forget_recent()
+        self._first = (None, None)
 
     def deleteEntriesFrom(self, entryFrom):
         if entryFrom >= len(self._offsets):
@@ -151,6 +159,8 @@ class OnDiskJournal(Journal):
         for column in (self._offsets, self._sizes, self._indexes, self._terms):
             del column[entryFrom:]
         self._forget_recent(keep=lambda index: index < first_gone)
+        if entryFrom == 0:
+            self._first = (None, None)
 
     def deleteEntriesTo(self, entryTo):
         """Drop the entries before `entryTo` (after a full dump holds them). The entries kept are
@@ -184,6 +194,7 @@ class OnDiskJournal(Journal):
         self._terms = self._terms[first_kept:]
         first_index = self._indexes[0] if self._indexes else None
         self._forget_recent(keep=lambda index: first_index is not None and index >= first_index)
+        self._first = (None, None)
 
     def flush(self):
         """Put every entry written so far on disk. fdatasync releases the GIL while it waits."""

@@ -79,13 +79,15 @@ def test_it_holds_what_pysyncobjs_memory_journal_holds_through_any_changes(tmp_p
             elif op == "delete_from":
                 journal.deleteEntriesFrom(argument)
                 model.deleteEntriesFrom(argument)
-                next_index = model[-1][1] + 1 if len(model) else next_index
+                # An index written again after a truncation, maybe with other bytes, as Raft does.
+                next_index = model[-1][1] + 1 if len(model) else 1
             elif op == "delete_to":
                 journal.deleteEntriesTo(argument)
                 model.deleteEntriesTo(argument)
             elif op == "clear":
                 journal.clear()
                 model.clear()
+                next_index = 1
             else:
                 journal._destroy()
                 journal = OnDiskJournal(path)
@@ -149,3 +151,18 @@ def test_a_damaged_journal_is_refused_with_what_is_wrong(tmp_path, damage, says)
         damage(damaged)
     with pytest.raises(JournalError, match=says):
         OnDiskJournal(path)
+
+
+@pytest.mark.parametrize("truncate", [lambda journal: journal.clear(), lambda journal: journal.deleteEntriesFrom(0)])
+def test_an_index_written_again_after_a_truncation_reads_its_new_bytes(tmp_path, monkeypatch, truncate):
+    monkeypatch.setattr(raft_journal, "RECENT_BYTES", 1000)  # the newest entry alone stays in memory
+    journal = OnDiskJournal(str(tmp_path / "raft.journal"))
+    for index in range(1, 4):
+        journal.add(b"\x00old" + bytes(900), index, 1)
+    assert journal[0][0].startswith(b"\x00old") and journal[1][0].startswith(b"\x00old")
+    truncate(journal)
+    for index in range(1, 4):  # another leader's entries at the same indexes
+        journal.add(b"\x00new" + bytes(900), index, 2)
+    assert [entry[0][:4] for entry in entries_of(journal)] == [b"\x00new"] * 3
+    assert [entry[2] for entry in journal[0:]] == [2, 2, 2]
+    journal._destroy()
