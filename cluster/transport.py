@@ -31,9 +31,8 @@ class ContactTrackingTransport(TCPTransport):
         self.leader_commit_heard = None  # the highest commit index a current leader sent
 
     def send(self, node, message):
-        # PySyncObj writes the journal through mmap and leaves flushing to the kernel. A follower
-        # confirms entries only once they are on disk; confirming a heartbeat, which brought
-        # none, needs no flush (it only delayed applying the commit it carried). A leader flushes
+        # PySyncObj leaves flushing the journal to the kernel. A follower confirms entries only
+        # once they are on disk; confirming a heartbeat, which brought none, needs no flush (it only delayed applying the commit it carried). A leader flushes
         # its new entries once the tick that sent them is done (flush_sent_entries), in parallel
         # with the followers' flushes (Raft allows it), and in any case before it reads a
         # confirmation: only a confirmation can commit them, on this same thread.

@@ -135,7 +135,7 @@ class Registry:
         return out
 
     def memory(self):
-        """Per peer: RSS split into file-backed/shared pages (the mmap'd Raft journal) and the rest."""
+        """Per peer: RSS split into file-backed/shared pages (mapped files: libraries, the HTTP workers' answered board) and the rest."""
         out = {}
         for p in self.peers:
             try:

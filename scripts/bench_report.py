@@ -245,7 +245,7 @@ def markdown(document):
     scale = results.get("scale") or {}
     if "rssPerInstanceBytes" in scale:
         split = scale.get("perInstanceSplitBytes") or {}
-        split_text = "; file-backed (mmap'd journal) / anonymous: " + ", ".join(
+        split_text = "; file-backed / anonymous: " + ", ".join(
             f"{v['shared']:,} / {v['anon']:,} B" for v in split.values()) if split else ""
         lines.append(f"| 7 | scale: RSS per instance at {scale['instances']:,} (per peer) | | | | | | | "
                      f"{', '.join(f'{v:,} B' for v in scale['rssPerInstanceBytes'].values())}{split_text} |")

@@ -84,7 +84,7 @@ class ScaleStage:
                              if rss is not None and processes_before.get(i, {}).get(name) is not None}
                     for i, processes in processes_after.items()}
                 log(f"  RSS per instance by process {out['rssPerInstanceByProcessBytes']} B")
-            # Of which file-backed (the Raft journal is mmap'd) and anonymous (heap: state, in-memory log).
+            # Of which file-backed (mapped files; PySyncObj's journal was one) and anonymous (heap: the state).
             memory_after = cluster.memory()
             out["memoryBytes"] = {"before": memory_before, "after": memory_after}
             out["perInstanceSplitBytes"] = {
