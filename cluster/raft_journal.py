@@ -63,7 +63,11 @@ class OnDiskJournal(Journal):
         head = os.pread(self._fd, FIRST_RECORD_OFFSET, 0)
         if len(head) < FIRST_RECORD_OFFSET:
             raise JournalError(f"{self.path} is {file_size} bytes, shorter than a journal's header")
+        if not head.startswith(APP_NAME):
+            raise JournalError(f"{self.path} does not start as a PySyncObj journal does")
         end = _SIZE.unpack_from(head, LAST_RECORD_OFFSET_OFFSET)[0]
+        if end < FIRST_RECORD_OFFSET:
+            raise JournalError(f"{self.path}: its header says its entries end at byte {end}, inside the header")
         if end > file_size:
             raise JournalError(f"{self.path} is {file_size} bytes but its header says its entries end at byte {end}")
         offset = FIRST_RECORD_OFFSET
@@ -74,11 +78,16 @@ class OnDiskJournal(Journal):
             size, index, term = _RECORD_HEAD.unpack(head)
             if size < 16 or offset + size + 8 > end:
                 raise JournalError(f"{self.path}: the record at byte {offset} has an impossible size {size}")
+            if os.pread(self._fd, _SIZE.size, offset + 4 + size) != _SIZE.pack(size):
+                raise JournalError(f"{self.path}: the record at byte {offset} does not end with its size")
             self._offsets.append(offset)
             self._sizes.append(size)
             self._indexes.append(index)
             self._terms.append(term)
             offset += size + 8
+        if self._offsets:
+            # PySyncObj reads the last entry (its index and term) many times a tick.
+            self._remember(self._indexes[-1], self._entry(len(self._offsets) - 1)[0])
         return offset
 
     # -- entries ----------------------------------------------------------------------------------
@@ -180,10 +189,11 @@ class OnDiskJournal(Journal):
             _write_all(fd, _HEADER[:LAST_RECORD_OFFSET_OFFSET] + _SIZE.pack(offset), 0)
             os.fdatasync(fd)  # the rename must never expose a file whose entries are not on disk yet
             os.replace(partial, self.path)
-            _fsync_directory(self.path)
         except BaseException:
             os.close(fd)
+            _remove_quietly(partial)
             raise
+        # From the rename on, the new file is the journal: write to it even if what follows fails.
         os.close(self._fd)
         self._fd = fd
         self._end = offset
@@ -195,6 +205,7 @@ class OnDiskJournal(Journal):
         first_index = self._indexes[0] if self._indexes else None
         self._forget_recent(keep=lambda index: first_index is not None and index >= first_index)
         self._first = (None, None)
+        _fsync_directory(self.path)
 
     def flush(self):
         """Put every entry written so far on disk. fdatasync releases the GIL while it waits."""
@@ -259,8 +270,12 @@ class JournalSlice:
 
     __hash__ = None
 
+    def __reduce__(self):
+        raise TypeError("a journal slice reads from an open file: slice it ([:]) for a list to send")
+
 
 def _open_journal(path):
+    _remove_quietly(path + ".rewrite")  # a compaction's new file from before a crash, never renamed
     if not os.path.exists(path):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         _write_all(fd, _HEADER, 0)
@@ -272,6 +287,13 @@ def _write_all(fd, data, offset):
     written = os.pwrite(fd, data, offset)
     if written != len(data):  # a regular file writes short only when the disk is full
         raise OSError(f"wrote {written} of {len(data)} bytes to the Raft journal: is the disk full?")
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_directory(path):

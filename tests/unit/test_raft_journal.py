@@ -140,6 +140,9 @@ def test_a_compaction_keeps_the_rest_in_a_new_file_that_replaces_the_old(tmp_pat
     (lambda f: f.truncate(300), "its header says its entries end"),
     (lambda f: f.truncate(20), "shorter than a journal's header"),
     (lambda f: (f.seek(40), f.write(b"\xff\xff\xff\x7f")), "impossible size"),
+    (lambda f: (f.seek(40), f.write((100).to_bytes(4, "little"))), "does not end with its size"),
+    (lambda f: f.write(bytes(40)), "does not start as a PySyncObj journal"),
+    (lambda f: (f.seek(36), f.write(bytes(4))), "inside the header"),
 ])
 def test_a_damaged_journal_is_refused_with_what_is_wrong(tmp_path, damage, says):
     path = str(tmp_path / "raft.journal")
@@ -165,4 +168,57 @@ def test_an_index_written_again_after_a_truncation_reads_its_new_bytes(tmp_path,
         journal.add(b"\x00new" + bytes(900), index, 2)
     assert [entry[0][:4] for entry in entries_of(journal)] == [b"\x00new"] * 3
     assert [entry[2] for entry in journal[0:]] == [2, 2, 2]
+    journal._destroy()
+
+
+def test_a_compaction_that_fails_after_its_rename_keeps_writing_to_the_new_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "raft.journal")
+    journal = OnDiskJournal(path)
+    for index in range(1, 10):
+        journal.add(b"\x00" + bytes(100), index, 1)
+
+    def no_descriptors(_path):
+        raise OSError(24, "Too many open files")
+    monkeypatch.setattr(raft_journal, "_fsync_directory", no_descriptors)
+    with pytest.raises(OSError):
+        journal.deleteEntriesTo(3)
+    journal.add(b"\x00after", 10, 1)  # a later entry a follower would confirm
+    journal.flush()
+    journal._destroy()
+    assert [entry[1] for entry in entries_of(OnDiskJournal(path))] == list(range(4, 11))
+
+
+def test_a_compaction_file_left_by_a_crash_is_removed_at_start(tmp_path):
+    path = str(tmp_path / "raft.journal")
+    OnDiskJournal(path).add(b"\x00one", 1, 1)
+    with open(path + ".rewrite", "wb") as partial:
+        partial.write(b"half a compaction")
+    journal = OnDiskJournal(path)
+    assert entries_of(journal) == [(b"\x00one", 1, 1)] and not os.path.exists(path + ".rewrite")
+    journal._destroy()
+
+
+def test_the_last_entry_of_a_reopened_journal_is_read_from_memory(tmp_path, monkeypatch):
+    path = str(tmp_path / "raft.journal")
+    journal = OnDiskJournal(path)
+    for index in range(1, 50):
+        journal.add(b"\x00" + bytes(40_000), index, 1)
+    journal._destroy()
+    journal = OnDiskJournal(path)
+    reads = []
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda *args: (reads.append(args[1]), real_pread(*args))[1])
+    for _ in range(10):  # as PySyncObj asks for the last index and term, and the first index
+        assert journal[-1][1] == 49 and journal[0][1] == 1
+    assert len(reads) == 1  # the first entry, once
+    journal._destroy()
+
+
+def test_a_slice_is_not_pickled_by_mistake(tmp_path):
+    import pickle
+    journal = OnDiskJournal(str(tmp_path / "raft.journal"))
+    journal.add(b"\x00one", 1, 1)
+    with pytest.raises(TypeError, match="slice it"):
+        pickle.dumps(journal[0:])
+    assert pickle.loads(pickle.dumps(journal[0:][:])) == [(b"\x00one", 1, 1)]
     journal._destroy()
