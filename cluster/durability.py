@@ -2,10 +2,11 @@
 
 The Raft journal (cluster/raft_journal.py) and PySyncObj's term/vote file are written with
 plain writes: both reach the page cache, and the kernel writes them back when it likes. That
-survives a crash of the process, not a power loss. With --sync-journal (the default) a follower flushes the journal
-(fdatasync) before it confirms holding new entries, a leader flushes right after sending them
-and always before it counts a confirmation, and every peer fsyncs the term/vote file whenever
-PySyncObj stores it, so a vote is never forgotten and given twice in one term.
+survives a crash of the process, not a power loss. With --sync-journal (the default) a follower
+flushes the journal (fdatasync) before it confirms holding new entries, a leader flushes right
+after sending them and always before it counts a confirmation, and every peer fsyncs the
+term/vote file whenever PySyncObj stores it, so a vote is never forgotten and given twice in
+one term.
 """
 
 import os

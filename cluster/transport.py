@@ -32,10 +32,11 @@ class ContactTrackingTransport(TCPTransport):
 
     def send(self, node, message):
         # PySyncObj leaves flushing the journal to the kernel. A follower confirms entries only
-        # once they are on disk; confirming a heartbeat, which brought none, needs no flush (it only delayed applying the commit it carried). A leader flushes
-        # its new entries once the tick that sent them is done (flush_sent_entries), in parallel
-        # with the followers' flushes (Raft allows it), and in any case before it reads a
-        # confirmation: only a confirmation can commit them, on this same thread.
+        # once they are on disk; confirming a heartbeat, which brought none, needs no flush (it
+        # only delayed applying the commit it carried). A leader flushes its new entries once the
+        # tick that sent them is done (flush_sent_entries), in parallel with the followers'
+        # flushes (Raft allows it), and in any case before it reads a confirmation: only a
+        # confirmation can commit them, on this same thread.
         if isinstance(message, dict):
             kind = message.get("type")
             if kind == "next_node_idx" and message.get("success"):
