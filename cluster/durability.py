@@ -21,14 +21,15 @@ def make_durable(journal):
 
     def store_durably(meta):
         store(meta)
-        _fsync(path)
-        _fsync(os.path.dirname(path) or ".")  # the rename that replaced it
+        fsync_path(path)
+        fsync_path(os.path.dirname(path) or ".")  # the rename that replaced it
 
     storer.storeMeta = store_durably
     return journal.flush
 
 
-def _fsync(path):
+def fsync_path(path):
+    """fsync a file or a directory (to make a rename in it durable) by its path."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -21,6 +21,8 @@ from pysyncobj.journal import (APP_NAME, APP_VERSION, FIRST_RECORD_OFFSET, JOURN
                                MetaStorer)
 from pysyncobj.pickle import to_bytes
 
+from . import durability
+
 # The newest entries' bytes kept in memory: what the leader sends next and every peer applies
 # next. Entries hold up to 48 KiB (group commit), so this is a few dozen of them.
 RECENT_BYTES = 1 << 20
@@ -94,16 +96,15 @@ class OnDiskJournal(Journal):
 
     def add(self, command, idx, term):
         command = to_bytes(command)
-        body = struct.pack("<QQ", idx, term) + command
-        size = _SIZE.pack(len(body))
-        record = size + body + size
-        _write_all(self._fd, record, self._end)
-        _write_all(self._fd, _SIZE.pack(self._end + len(record)), LAST_RECORD_OFFSET_OFFSET)
+        size = 16 + len(command)
+        # One vectored write: the command (up to 48 KiB) is not copied into a record first.
+        _write_all(self._fd, [_RECORD_HEAD.pack(size, idx, term), command, _SIZE.pack(size)], self._end)
+        _write_all(self._fd, [_SIZE.pack(self._end + size + 8)], LAST_RECORD_OFFSET_OFFSET)
         self._offsets.append(self._end)
-        self._sizes.append(len(body))
+        self._sizes.append(size)
         self._indexes.append(idx)
         self._terms.append(term)
-        self._end += len(record)
+        self._end += size + 8
         self._remember(idx, command)
 
     def _remember(self, index, command):
@@ -151,7 +152,7 @@ class OnDiskJournal(Journal):
         return self._entry(position)
 
     def clear(self):
-        _write_all(self._fd, _SIZE.pack(FIRST_RECORD_OFFSET), LAST_RECORD_OFFSET_OFFSET)
+        _write_all(self._fd, [_SIZE.pack(FIRST_RECORD_OFFSET)], LAST_RECORD_OFFSET_OFFSET)
         self._end = FIRST_RECORD_OFFSET
         for column in (self._offsets, self._sizes, self._indexes, self._terms):
             del column[:]
@@ -162,7 +163,7 @@ class OnDiskJournal(Journal):
         if entryFrom >= len(self._offsets):
             return
         end = self._offsets[entryFrom] if entryFrom > 0 else FIRST_RECORD_OFFSET
-        _write_all(self._fd, _SIZE.pack(end), LAST_RECORD_OFFSET_OFFSET)
+        _write_all(self._fd, [_SIZE.pack(end)], LAST_RECORD_OFFSET_OFFSET)
         self._end = end
         first_gone = self._indexes[entryFrom]
         for column in (self._offsets, self._sizes, self._indexes, self._terms):
@@ -175,18 +176,17 @@ class OnDiskJournal(Journal):
         """Drop the entries before `entryTo` (after a full dump holds them). The entries kept are
         written to a new file that replaces the journal by a rename: PySyncObj rewrote them in
         place, from the start, so a crash in the middle lost every kept entry not yet rewritten."""
-        kept = range(min(entryTo, len(self._offsets)), len(self._offsets))
+        kept = min(entryTo, len(self._offsets))
+        # The kept records lie end to end from the first of them to the journal's end.
+        start = self._offsets[kept] if kept < len(self._offsets) else self._end
+        records = os.pread(self._fd, self._end - start, start)
+        if len(records) != self._end - start:
+            raise JournalError(f"{self.path}: the entries kept by a compaction could not be read back")
         partial = self.path + ".rewrite"
         fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            offset = len(_HEADER)
-            offsets = array("Q")
-            for position in kept:
-                record = os.pread(self._fd, self._sizes[position] + 8, self._offsets[position])
-                _write_all(fd, record, offset)
-                offsets.append(offset)
-                offset += len(record)
-            _write_all(fd, _HEADER[:LAST_RECORD_OFFSET_OFFSET] + _SIZE.pack(offset), 0)
+            end = FIRST_RECORD_OFFSET + len(records)
+            _write_all(fd, [_HEADER[:LAST_RECORD_OFFSET_OFFSET], _SIZE.pack(end), records], 0)
             os.fdatasync(fd)  # the rename must never expose a file whose entries are not on disk yet
             os.replace(partial, self.path)
         except BaseException:
@@ -196,16 +196,16 @@ class OnDiskJournal(Journal):
         # From the rename on, the new file is the journal: write to it even if what follows fails.
         os.close(self._fd)
         self._fd = fd
-        self._end = offset
-        first_kept = kept.start
-        self._offsets = offsets
-        self._sizes = self._sizes[first_kept:]
-        self._indexes = self._indexes[first_kept:]
-        self._terms = self._terms[first_kept:]
+        self._end = end
+        shift = start - FIRST_RECORD_OFFSET
+        self._offsets = array("Q", (offset - shift for offset in self._offsets[kept:]))
+        self._sizes = self._sizes[kept:]
+        self._indexes = self._indexes[kept:]
+        self._terms = self._terms[kept:]
         first_index = self._indexes[0] if self._indexes else None
         self._forget_recent(keep=lambda index: first_index is not None and index >= first_index)
         self._first = (None, None)
-        _fsync_directory(self.path)
+        durability.fsync_path(os.path.dirname(self.path) or ".")  # the rename
 
     def flush(self):
         """Put every entry written so far on disk. fdatasync releases the GIL while it waits."""
@@ -265,11 +265,6 @@ class JournalSlice:
             return [self._journal._entry(position) for position in positions]
         return self._journal._entry(positions)
 
-    def __eq__(self, other):
-        return list(self) == list(other) if isinstance(other, (list, JournalSlice)) else NotImplemented
-
-    __hash__ = None
-
     def __reduce__(self):
         raise TypeError("a journal slice reads from an open file: slice it ([:]) for a list to send")
 
@@ -278,15 +273,16 @@ def _open_journal(path):
     _remove_quietly(path + ".rewrite")  # a compaction's new file from before a crash, never renamed
     if not os.path.exists(path):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        _write_all(fd, _HEADER, 0)
+        _write_all(fd, [_HEADER], 0)
         return fd
     return os.open(path, os.O_RDWR)
 
 
-def _write_all(fd, data, offset):
-    written = os.pwrite(fd, data, offset)
-    if written != len(data):  # a regular file writes short only when the disk is full
-        raise OSError(f"wrote {written} of {len(data)} bytes to the Raft journal: is the disk full?")
+def _write_all(fd, buffers, offset):
+    expected = sum(len(buffer) for buffer in buffers)
+    written = os.pwritev(fd, buffers, offset)
+    if written != expected:  # a regular file writes short only when the disk is full
+        raise OSError(f"wrote {written} of {expected} bytes to the Raft journal: is the disk full?")
 
 
 def _remove_quietly(path):
@@ -294,11 +290,3 @@ def _remove_quietly(path):
         os.remove(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_directory(path):
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

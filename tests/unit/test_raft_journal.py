@@ -9,12 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pysyncobj.journal import FileJournal, MemoryJournal
 
-from cluster import raft_journal
+from cluster import durability, raft_journal
 from cluster.raft_journal import JournalError, OnDiskJournal
 
 
 def entries_of(journal):
     return [journal[i] for i in range(len(journal))]
+
+
+def journal_holding(path, last_index, command, term=1):
+    """A journal at `path` holding entries 1..last_index, each `command`."""
+    journal = OnDiskJournal(path)
+    for index in range(1, last_index + 1):
+        journal.add(command, index, term)
+    return journal
 
 
 def test_entries_survive_a_reopen_and_read_with_pysyncobjs_own_journal(tmp_path):
@@ -124,9 +132,7 @@ def test_older_entries_are_read_back_from_disk_not_kept_in_memory(tmp_path):
 
 def test_a_compaction_keeps_the_rest_in_a_new_file_that_replaces_the_old(tmp_path):
     path = str(tmp_path / "raft.journal")
-    journal = OnDiskJournal(path)
-    for index in range(1, 101):
-        journal.add(b"\x00" + bytes(1000), index, 1)
+    journal = journal_holding(path, 100, b"\x00" + bytes(1000))
     size_before = os.path.getsize(path)
     journal.deleteEntriesTo(98)
     assert [entry[1] for entry in entries_of(journal)] == [99, 100]
@@ -146,9 +152,7 @@ def test_a_compaction_keeps_the_rest_in_a_new_file_that_replaces_the_old(tmp_pat
 ])
 def test_a_damaged_journal_is_refused_with_what_is_wrong(tmp_path, damage, says):
     path = str(tmp_path / "raft.journal")
-    journal = OnDiskJournal(path)
-    for index in range(1, 20):
-        journal.add(b"\x00" + bytes(100), index, 1)
+    journal = journal_holding(path, 19, b"\x00" + bytes(100))
     journal._destroy()
     with open(path, "r+b") as damaged:
         damage(damaged)
@@ -159,9 +163,7 @@ def test_a_damaged_journal_is_refused_with_what_is_wrong(tmp_path, damage, says)
 @pytest.mark.parametrize("truncate", [lambda journal: journal.clear(), lambda journal: journal.deleteEntriesFrom(0)])
 def test_an_index_written_again_after_a_truncation_reads_its_new_bytes(tmp_path, monkeypatch, truncate):
     monkeypatch.setattr(raft_journal, "RECENT_BYTES", 1000)  # the newest entry alone stays in memory
-    journal = OnDiskJournal(str(tmp_path / "raft.journal"))
-    for index in range(1, 4):
-        journal.add(b"\x00old" + bytes(900), index, 1)
+    journal = journal_holding(str(tmp_path / "raft.journal"), 3, b"\x00old" + bytes(900))
     assert journal[0][0].startswith(b"\x00old") and journal[1][0].startswith(b"\x00old")
     truncate(journal)
     for index in range(1, 4):  # another leader's entries at the same indexes
@@ -173,13 +175,11 @@ def test_an_index_written_again_after_a_truncation_reads_its_new_bytes(tmp_path,
 
 def test_a_compaction_that_fails_after_its_rename_keeps_writing_to_the_new_file(tmp_path, monkeypatch):
     path = str(tmp_path / "raft.journal")
-    journal = OnDiskJournal(path)
-    for index in range(1, 10):
-        journal.add(b"\x00" + bytes(100), index, 1)
+    journal = journal_holding(path, 9, b"\x00" + bytes(100))
 
     def no_descriptors(_path):
         raise OSError(24, "Too many open files")
-    monkeypatch.setattr(raft_journal, "_fsync_directory", no_descriptors)
+    monkeypatch.setattr(durability, "fsync_path", no_descriptors)
     with pytest.raises(OSError):
         journal.deleteEntriesTo(3)
     journal.add(b"\x00after", 10, 1)  # a later entry a follower would confirm
@@ -200,9 +200,7 @@ def test_a_compaction_file_left_by_a_crash_is_removed_at_start(tmp_path):
 
 def test_the_last_entry_of_a_reopened_journal_is_read_from_memory(tmp_path, monkeypatch):
     path = str(tmp_path / "raft.journal")
-    journal = OnDiskJournal(path)
-    for index in range(1, 50):
-        journal.add(b"\x00" + bytes(40_000), index, 1)
+    journal = journal_holding(path, 49, b"\x00" + bytes(40_000))
     journal._destroy()
     journal = OnDiskJournal(path)
     reads = []
