@@ -37,7 +37,7 @@ class ListingCache:
         # Read before the list is built: if the state moves on meanwhile, what is kept under this
         # version is newer than it, never older, and is built again at the next request.
         version = peer.instances_version(filters)
-        key = (_filters_key(filters), caller["slug"], tuple(caller["roles"]))
+        key = _key(filters, caller)
         with self._lock:
             found = self._entries.get(key)
             if found is not None and found[0] == version:
@@ -51,6 +51,13 @@ class ListingCache:
             self._keep(key, (version, index, body))
         return index, body
 
+    def holds(self, peer, filters, caller):
+        """Whether listing() would answer from a list kept for the current version: a dictionary
+        lookup, nothing built or encoded (api/loop_answers.py answers such reads at once)."""
+        with self._lock:
+            found = self._entries.get(_key(filters, caller))
+        return found is not None and found[0] == peer.instances_version(filters)
+
     def _keep(self, key, entry):
         with self._lock:
             replaced = self._entries.pop(key, None)
@@ -61,6 +68,10 @@ class ListingCache:
             while len(self._entries) > MAX_ENTRIES or self._bytes > MAX_BYTES:
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= len(evicted[2])
+
+
+def _key(filters, caller):
+    return _filters_key(filters), caller["slug"], tuple(caller["roles"])
 
 
 def _filters_key(filters):

@@ -10,7 +10,7 @@ import threading
 import time
 
 from waitress import create_server
-from waitress.channel import HTTPChannel
+from waitress.task import ThreadedTaskDispatcher
 
 from cluster import tracing
 from cluster.config import split_address
@@ -18,6 +18,7 @@ from cluster.identity import ConfigurationError
 from cluster.peer import Peer
 
 from .app import create_app
+from .loop_answers import LoopAnsweringChannel, LoopAnsweringDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ def tune_malloc():
         pass  # not glibc: nothing to tune
 
 
-class RegistryChannel(HTTPChannel):
-    """waitress' channel, without its busy loop while a worker thread writes.
+class RegistryChannel(LoopAnsweringChannel):
+    """waitress' channel (answering cached reads on its loop thread: api/loop_answers.py), without
+    its busy loop while a worker thread writes.
 
     While a request runs and has output queued, waitress' channel asks the main loop for POLLOUT,
     and the main loop, woken at once, tries the output lock without blocking and gives up when
@@ -104,9 +106,12 @@ def raise_open_files_limit(connections):
 
 def make_server(app, config, **where):
     """waitress for `app`: at host= and port=, or on the given sockets= (an HTTP worker's)."""
+    # Blocking reads sleep in threads of their own, so they never starve other requests.
+    threads = config.http_threads + config.max_blocking_reads
+    pool = ThreadedTaskDispatcher()
+    pool.set_thread_count(threads)
     server = create_server(
-        # Blocking reads sleep in threads of their own, so they never starve other requests.
-        app, threads=config.http_threads + config.max_blocking_reads, ident="registry",
+        app, threads=threads, ident="registry", _dispatcher=LoopAnsweringDispatcher(pool, app.wsgi_app.answers_at_once),
         max_request_body_size=config.max_body_bytes + WAITRESS_BODY_SLACK_BYTES,
         connection_limit=connection_limit(config),
         # select() cannot watch a descriptor numbered 1024 or more; poll() can.

@@ -27,6 +27,11 @@ class PeerReads:
     def instance_counts_by_slug_and_status(self):
         return self.state.read(lambda state: state.instance_counts_by_slug_and_status())[1]
 
+    def reads_at_once(self):
+        """Whether a read now would wait for nothing before reading this copy of the state (one
+        that a worker's replica must first catch up to may: cluster/worker_replica.py)."""
+        return True
+
     def instances_version(self, filters):
         """What a list of `filters` depends on, read without waiting for the state lock: the
         last change to what they select, and to the permits (they decide who sees what)."""

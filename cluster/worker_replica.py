@@ -59,8 +59,21 @@ class CatchingUpState(WatchedState):
     def __init__(self, board):
         super().__init__()
         self._board = board
+        # Set on a thread whose request arrived while this replica held every answered write
+        # (holds_every_answer): its reads need not wait, whatever was answered since (api/loop_answers.py
+        # answers such requests on waitress' loop thread, which must never wait).
+        self._arrived_caught_up = threading.local()
+
+    def holds_every_answer(self):
+        """Whether this replica holds every write any worker of this peer has answered; if so,
+        reads on this thread take that as their catch-up until it is asked again."""
+        held = self._state.index >= self._board.highest()
+        self._arrived_caught_up.held = held
+        return held
 
     def _catch_up(self):
+        if getattr(self._arrived_caught_up, "held", False):
+            return
         target = self._board.highest()
         if self._state.index < target:
             self.wait_until_holding(math.inf, target, READY_LAG_SECONDS)
@@ -254,6 +267,9 @@ class WorkerReplica(PeerReads, PeerWrites):
 
     def state_index(self):
         return self.state.index
+
+    def reads_at_once(self):
+        return self.state.holds_every_answer()
 
 
 def _loaded(snapshot_frame):

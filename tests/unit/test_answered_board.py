@@ -1,6 +1,7 @@
 """The answered board: read-your-writes across the HTTP workers of one peer."""
 
 import threading
+import time
 
 from cluster import worker_replica
 from cluster.answered_board import AnsweredBoard
@@ -53,3 +54,33 @@ def test_a_replica_too_far_behind_answers_from_what_it_has_after_the_bound(monke
     board.note(0, 99)
     assert state.read(lambda s: len(s.instances)) == (1, 1)
     assert state.peek(lambda s: s.index) == 1
+
+
+def test_a_thread_whose_request_arrived_caught_up_reads_without_waiting_for_later_answers(monkeypatch):
+    board = AnsweredBoard.create(2)
+    state = CatchingUpState(board)
+    state.apply([registration(1)], 1)
+    board.note(1, 2)
+    assert not state.holds_every_answer()  # behind an answered write: such a request waits on a pool thread
+    state.apply([registration(2)], 2)
+    assert state.holds_every_answer()
+    # Answered after this thread's request arrived: concurrent with it, so either answer is right,
+    # and waitress' loop thread, answering it, must not wait.
+    board.note(0, 3)
+    assert state.read(lambda s: len(s.instances)) == (2, 2)
+    # Another thread's read still waits for it.
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(state.read(lambda s: len(s.instances))))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive() and not seen
+    state.apply([registration(3)], 3)
+    reader.join(5)
+    assert seen == [(3, 3)]
+    # Asked again while behind, this thread's reads wait again: here for the bound, as nothing comes.
+    monkeypatch.setattr(worker_replica, "READY_LAG_SECONDS", 0.05)
+    board.note(0, 4)
+    assert not state.holds_every_answer()
+    started = time.monotonic()
+    assert state.read(lambda s: len(s.instances)) == (3, 3)
+    assert time.monotonic() - started >= 0.05

@@ -1,0 +1,85 @@
+"""Reads answered on waitress' own loop thread, when their answer is already encoded.
+
+waitress reads and parses every request on one thread (its asyncore loop), hands each to a
+thread of its pool to run the app, and that thread hands the answer back to the loop to send:
+two thread wake-ups and two passes of the interpreter lock for every request. For a list the
+listing cache (api/listing_cache.py) already holds, that was more than half of a read's CPU: a
+one-instance list at a follower, 64 connections, took 316 µs of CPU a read (3,479/s at 1.10
+cores) through the pool and 140 µs (7,052/s at 0.99 cores) answered on the loop thread
+(2026-12-03, one run each, this machine).
+
+So the loop thread answers a request itself when the app says it can at once: nothing to wait
+for (no blocking read, no barrier, a replica that holds every write this peer answered), and
+the answer a dictionary lookup away (HotPath.answers_at_once). Anything else, and anything in
+doubt, goes to the pool as before. The answer is at most list_blocks.BLOCK_RECORDS records and
+the listing cache's MAX_BODY_BYTES, far below waitress' outbuf_high_watermark, so writing it
+never waits for the loop (that is, for itself) to send.
+
+This leans on waitress 3's channel (its `received` hands a completed request to
+`server.add_task`, and `service` answers the first queued request and hands on the next),
+which setup.cfg pins to 3.x; tests/api/test_loop_answers.py runs it through a real server.
+"""
+
+import logging
+import threading
+
+from waitress.channel import HTTPChannel
+
+log = logging.getLogger(__name__)
+
+
+class LoopAnsweringChannel(HTTPChannel):
+    """A channel whose requests the loop thread may answer itself (LoopAnsweringDispatcher)."""
+
+    # The thread inside received(), the loop's: a request handed to add_task by that thread may be
+    # answered by it. (A pool thread ending a request hands on the next pipelined one while the
+    # loop may still be in here: that one is the pool's.)
+    receiving_thread = None
+    answer_here = False  # the dispatcher said so for the request now first in line
+
+    def received(self, data):
+        self.receiving_thread = threading.get_ident()
+        try:
+            taken = super().received(data)
+            while self.answer_here:
+                self.answer_here = False
+                # Its end hands the next pipelined request to add_task, which may say "here" again.
+                self.service()
+        finally:
+            self.receiving_thread = None
+        return taken
+
+
+class LoopAnsweringDispatcher:
+    """waitress' thread pool, but a request the app answers at once runs on the loop thread."""
+
+    def __init__(self, pool, answers_at_once):
+        """answers_at_once(method, path, query, authorization) -> bool, on the loop thread: it
+        must not wait for anything."""
+        self._pool = pool
+        self._answers_at_once = answers_at_once
+        self.answered_on_loop = 0
+
+    def add_task(self, channel):
+        if channel.receiving_thread == threading.get_ident() and self._answerable(channel.requests[0]):
+            self.answered_on_loop += 1
+            channel.answer_here = True
+        else:
+            self._pool.add_task(channel)
+
+    def _answerable(self, request):
+        if request.error is not None or request.command is None:
+            return False
+        try:
+            return self._answers_at_once(request.command.upper(), request.path, request.query,
+                                         request.headers.get("AUTHORIZATION", ""))
+        except Exception:
+            log.exception("deciding where to answer %s %s failed; a pool thread answers it",
+                          request.command, request.path)
+            return False
+
+    def set_thread_count(self, count):
+        self._pool.set_thread_count(count)
+
+    def shutdown(self, *args, **kwargs):
+        return self._pool.shutdown(*args, **kwargs)
