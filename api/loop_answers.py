@@ -4,16 +4,18 @@ waitress reads and parses every request on one thread (its asyncore loop), hands
 thread of its pool to run the app, and that thread hands the answer back to the loop to send:
 two thread wake-ups and two passes of the interpreter lock for every request. For a list the
 listing cache (api/listing_cache.py) already holds, that was more than half of a read's CPU: a
-one-instance list at a follower, 64 connections, took 316 µs of CPU a read (3,479/s at 1.10
-cores) through the pool and 140 µs (7,052/s at 0.99 cores) answered on the loop thread
-(2026-12-03, one run each, this machine).
+one-instance list at a follower, 64 connections, took 298 µs of CPU a read (3,729/s at 1.11
+cores) through the pool and 171 µs (5,735/s at 0.98 cores) answered on the loop thread
+(scripts/bench.py, before and after, 2026-12-03; the README's "Kept lists answered on waitress'
+own loop thread").
 
 So the loop thread answers a request itself when the app says it can at once: nothing to wait
 for (no blocking read, no barrier, a replica that holds every write this peer answered), and
 the answer a dictionary lookup away (HotPath.answers_at_once). Anything else, and anything in
-doubt, goes to the pool as before. The answer is at most list_blocks.BLOCK_RECORDS records and
-the listing cache's MAX_BODY_BYTES, far below waitress' outbuf_high_watermark, so writing it
-never waits for the loop (that is, for itself) to send.
+doubt, goes to the pool as before. A kept answer is at most list_blocks.BLOCK_RECORDS records
+and the listing cache's MAX_BODY_BYTES (4 MB; should a batch change the list between the check
+and the answer, it is built again here, one batch's records larger at most), far below waitress'
+outbuf_high_watermark (16 MB), so writing it never waits for the loop, that is, for itself.
 
 This leans on waitress 3's channel (its `received` hands a completed request to
 `server.add_task`, and `service` answers the first queued request and hands on the next),
