@@ -166,3 +166,16 @@ def test_a_worker_replica_behind_an_answered_write_sends_its_reads_to_the_pool(s
         del peer.reads_at_once
     wait_until(lambda: get(port, LIST + "?slug=svc-a", token)[0] == 200
                and server.task_dispatcher.answered_on_loop > answered, 10, "a read answered on the loop again")
+
+
+def test_odd_queries_answer_alike_on_a_pool_thread_and_on_the_loop(served):
+    _, server, mint = served
+    token = mint("admin", "admin")
+    port = server.effective_port
+    for query in ("?slug=%ff", "?slug=caf%C3%A9", "?id=%00", "?tag=a&tag=a", "?slug=" + "s" * 4000):
+        answered = server.task_dispatcher.answered_on_loop
+        first = get(port, LIST + query, token)  # built on a pool thread, then kept
+        assert first[0] == 200 and json.loads(first[2]) == {"instances": []}
+        assert get(port, LIST + query, token) == first
+        assert server.task_dispatcher.answered_on_loop == answered + 1
+    assert get(port, LIST + "?" + "a" * 4000, token)[0] == 400  # an unknown filter, in Flask's words
