@@ -12,10 +12,19 @@ own loop thread").
 So the loop thread answers a request itself when the app says it can at once: nothing to wait
 for (no blocking read, no barrier, a replica that holds every write this peer answered), and
 the answer a dictionary lookup away (HotPath.answers_at_once). Anything else, and anything in
-doubt, goes to the pool as before. A kept answer is at most list_blocks.BLOCK_RECORDS records
-and the listing cache's MAX_BODY_BYTES (4 MB; should a batch change the list between the check
-and the answer, it is built again here, one batch's records larger at most), far below waitress'
-outbuf_high_watermark (16 MB), so writing it never waits for the loop, that is, for itself.
+doubt, goes to the pool as before.
+
+waitress makes a thread that writes past its output high-water mark (16 MB) wait for the loop
+to send, and the loop thread must never wait for itself. So it answers a request only while the
+connection has no output queued (a pipelined request behind an answer not yet sent goes to the
+pool, whose thread may wait as it always could), and a kept answer is at most
+list_blocks.BLOCK_RECORDS records and the listing cache's MAX_BODY_BYTES (4 MB; should a batch
+change the list between the check and the answer, it is built again here, one batch's records
+larger at most), so one answer stays below the mark. Should waitress still ask the loop thread
+to wait for room, it flushes what the socket takes and goes on instead (the loop sends the rest
+as the client reads). The loop thread does take the state lock for the caller's permission and
+the list's version, as a pool thread would: an apply holds it for a batch, which holds the
+interpreter lock the loop needs anyway.
 
 This leans on waitress 3's channel (its `received` hands a completed request to
 `server.add_task`, and `service` answers the first queued request and hands on the next),
@@ -38,6 +47,14 @@ class LoopAnsweringChannel(HTTPChannel):
     # loop may still be in here: that one is the pool's.)
     receiving_thread = None
     answer_here = False  # the dispatcher said so for the request now first in line
+
+    def _flush_outbufs_below_high_watermark(self):
+        if self.receiving_thread != threading.get_ident():
+            return super()._flush_outbufs_below_high_watermark()
+        # On the loop thread, which is the one that would send: never wait for it.
+        if self.total_outbufs_len > self.adj.outbuf_high_watermark:
+            with self.outbuf_lock:
+                self._flush_exception(self._flush_some, do_close=False)
 
     def received(self, data):
         self.receiving_thread = threading.get_ident()
@@ -63,7 +80,8 @@ class LoopAnsweringDispatcher:
         self.answered_on_loop = 0
 
     def add_task(self, channel):
-        if channel.receiving_thread == threading.get_ident() and self._answerable(channel.requests[0]):
+        if (channel.receiving_thread == threading.get_ident() and not channel.total_outbufs_len
+                and self._answerable(channel.requests[0])):
             self.answered_on_loop += 1
             channel.answer_here = True
         else:
