@@ -78,7 +78,8 @@ class HotPath:
     def answers_at_once(self, method, path, query, authorization):
         """Whether this request is a plain list whose answer is already encoded, with nothing to
         wait for: then waitress' loop thread answers it itself (api/loop_answers.py), sparing
-        two thread hand-offs. Runs on that thread, so it never waits; False whenever in doubt."""
+        two thread hand-offs. Runs on that thread, so it waits for nothing but the state lock (as
+        the answer itself does, api/loop_answers.py); False whenever in doubt."""
         if (method, path) != LIST[:2] or not self._peer.reads_at_once():
             return False
         try:
