@@ -83,15 +83,25 @@ class HotPath:
         if (method, path) != LIST[:2] or not self._peer.reads_at_once():
             return False
         try:
-            pairs = parse_qsl(query.encode("latin-1").decode(), keep_blank_values=True, errors=QUERY_DECODE_ERRORS)
-            if any(name in OPTION_NAMES for name, _ in pairs):
+            plain = self._plain_list(query, authorization)
+            if plain is None:
                 return False
-            caller = caller_of(self._token_key, authorization)
-            check_permission(self._peer, caller, INSTANCE_VIEW)
+            caller, pairs = plain
             filters = validate_filters(pairs)
         except REFUSALS:
             return False
         return self._listings.holds(self._peer, filters, caller)
+
+    def _plain_list(self, query, authorization):
+        """(the allowed caller, the query pairs) of a list without read options, None if it has
+        some (consistency.py's work, Flask's); a refusal (REFUSALS) for Flask to word."""
+        # Exactly as Flask's request.args parses the query.
+        pairs = parse_qsl(query.encode("latin-1").decode(), keep_blank_values=True, errors=QUERY_DECODE_ERRORS)
+        if any(name in OPTION_NAMES for name, _ in pairs):
+            return None
+        caller = caller_of(self._token_key, authorization)
+        check_permission(self._peer, caller, INSTANCE_VIEW)
+        return caller, pairs
 
     def _register(self, environ, start_response):
         started = time.perf_counter()
@@ -125,13 +135,10 @@ class HotPath:
     def _list(self, environ, start_response):
         started = time.perf_counter()
         try:
-            # Exactly as Flask's request.args parses the query.
-            pairs = parse_qsl(environ.get("QUERY_STRING", "").encode("latin-1").decode(),
-                              keep_blank_values=True, errors=QUERY_DECODE_ERRORS)
-            if any(name in OPTION_NAMES for name, _ in pairs):
+            plain = self._plain_list(environ.get("QUERY_STRING", ""), environ.get("HTTP_AUTHORIZATION", ""))
+            if plain is None:
                 return self.flask_wsgi_app(environ, start_response)  # read options: consistency.py's work
-            caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
-            check_permission(self._peer, caller, INSTANCE_VIEW)
+            caller, pairs = plain
         except REFUSALS:
             return self.flask_wsgi_app(environ, start_response)  # Flask repeats the checks and answers the error
         try:

@@ -38,11 +38,9 @@ class ListingCache:
         # version is newer than it, never older, and is built again at the next request.
         version = peer.instances_version(filters)
         key = _key(filters, caller)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None and found[0] == version:
-                self._entries.move_to_end(key)
-                return found[1], found[2]
+        found = self._kept(key, version)
+        if found is not None:
+            return found[1], found[2]
         index, records = peer.list_instances(filters, caller)  # under the state lock
         if len(records) > list_blocks.BLOCK_RECORDS:
             return index, self._blocks.encode(key, records)  # outside it
@@ -54,9 +52,16 @@ class ListingCache:
     def holds(self, peer, filters, caller):
         """Whether listing() would answer from a list kept for the current version: a dictionary
         lookup, nothing built or encoded (api/loop_answers.py answers such reads at once)."""
+        return self._kept(_key(filters, caller), peer.instances_version(filters)) is not None
+
+    def _kept(self, key, version):
+        """The entry kept for `key` if it is of `version` (now the most recently used), else None."""
         with self._lock:
-            found = self._entries.get(_key(filters, caller))
-        return found is not None and found[0] == peer.instances_version(filters)
+            found = self._entries.get(key)
+            if found is None or found[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return found
 
     def _keep(self, key, entry):
         with self._lock:

@@ -35,6 +35,7 @@ import logging
 import threading
 
 from waitress.channel import HTTPChannel
+from waitress.task import ThreadedTaskDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,11 @@ class LoopAnsweringChannel(HTTPChannel):
 class LoopAnsweringDispatcher:
     """waitress' thread pool, but a request the app answers at once runs on the loop thread."""
 
-    def __init__(self, pool, answers_at_once):
-        """answers_at_once(method, path, query, authorization) -> bool, on the loop thread: it
-        must not wait for anything."""
-        self._pool = pool
+    def __init__(self, threads, answers_at_once):
+        """A pool of `threads`; answers_at_once(method, path, query, authorization) -> bool, on the
+        loop thread: it must not wait for anything."""
+        self._pool = ThreadedTaskDispatcher()
+        self._pool.set_thread_count(threads)
         self._answers_at_once = answers_at_once
         self.answered_on_loop = 0
 
@@ -97,9 +99,6 @@ class LoopAnsweringDispatcher:
             log.exception("deciding where to answer %s %s failed; a pool thread answers it",
                           request.command, request.path)
             return False
-
-    def set_thread_count(self, count):
-        self._pool.set_thread_count(count)
 
     def shutdown(self, *args, **kwargs):
         return self._pool.shutdown(*args, **kwargs)

@@ -10,7 +10,6 @@ import threading
 import time
 
 from waitress import create_server
-from waitress.task import ThreadedTaskDispatcher
 
 from cluster import tracing
 from cluster.config import split_address
@@ -108,10 +107,9 @@ def make_server(app, config, **where):
     """waitress for `app`: at host= and port=, or on the given sockets= (an HTTP worker's)."""
     # Blocking reads sleep in threads of their own, so they never starve other requests.
     threads = config.http_threads + config.max_blocking_reads
-    pool = ThreadedTaskDispatcher()
-    pool.set_thread_count(threads)
     server = create_server(
-        app, threads=threads, ident="registry", _dispatcher=LoopAnsweringDispatcher(pool, app.wsgi_app.answers_at_once),
+        app, threads=threads, ident="registry",
+        _dispatcher=LoopAnsweringDispatcher(threads, app.wsgi_app.answers_at_once),
         max_request_body_size=config.max_body_bytes + WAITRESS_BODY_SLACK_BYTES,
         connection_limit=connection_limit(config),
         # select() cannot watch a descriptor numbered 1024 or more; poll() can.

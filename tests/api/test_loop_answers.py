@@ -10,7 +10,6 @@ import time
 
 import pytest
 from waitress import create_server
-from waitress.task import ThreadedTaskDispatcher
 
 from api import tokens
 from api.app import create_app
@@ -235,9 +234,7 @@ def test_the_loop_thread_never_waits_for_itself_past_the_high_water_mark():
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [big] * (40 if environ["PATH_INFO"] == "/big" else 0) + [b"small"]
 
-    pool = ThreadedTaskDispatcher()
-    pool.set_thread_count(2)
-    server = create_server(app, host="127.0.0.1", port=0, _dispatcher=LoopAnsweringDispatcher(pool, lambda *_: True))
+    server = create_server(app, host="127.0.0.1", port=0, _dispatcher=LoopAnsweringDispatcher(2, lambda *_: True))
     server.channel_class = LoopAnsweringChannel
     loop = threading.Thread(target=server.run, name="waitress-loop", daemon=True)
     loop.start()
