@@ -11,7 +11,7 @@ import time
 
 from waitress import create_server
 
-from cluster import tracing
+from cluster import collector, tracing
 from cluster.config import split_address
 from cluster.identity import ConfigurationError
 from cluster.peer import Peer
@@ -130,6 +130,7 @@ def stop_on_signals():
 
 def serve(config, timings=None, log_settings=None):
     tune_malloc()
+    collector.tune()
     tracing.start_from_environment()  # REGISTRY_TRACE_DIR: scripts/latency_budget.py
     raise_open_files_limit(connection_limit(config))
     host, port = split_address(config.http_address, "--http-address")

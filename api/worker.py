@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 
-from cluster import tracing
+from cluster import collector, tracing
 from cluster.answered_board import AnsweredBoard
 from cluster.config import split_address
 from cluster.worker_channel import Channel, ChannelClosed
@@ -58,6 +58,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _die_with(args.parent_pid)
     tune_malloc()  # before the channel's threads start
+    collector.tune()
     tracing.start_from_environment(owner_pid=args.parent_pid)  # scripts/latency_budget.py --http-workers
     name = f"http-worker-{args.number}"
     logs.configure("info", "text", name)
