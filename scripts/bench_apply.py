@@ -8,9 +8,10 @@ process, with no cluster: a state seeded with `--instances` instances, then `--c
 registrations (new instances and re-registrations of seeded ones, `--updates` of them) in
 batches of `--batch` as the group committer packs them, each decoded from its channel frame
 (orjson), applied under the state lock (WatchedState.apply) and noted by the checkpoint ledger,
-exactly as cluster/worker_replica.py does. It prints CPU per command and the digest of the
-state reached, which must not change between two versions of the code given the same
-arguments (the commands are made the same way each time).
+exactly as cluster/worker_replica.py does, with the collector tuned as a peer's processes tune
+it. It prints CPU per command and the digest of the state reached, which must not change
+between two versions of the code given the same arguments (the commands are made the same way
+each time).
 
     python scripts/bench_apply.py [--instances 30000] [--commands 24000] [--batch 12] [--updates 0.25]
 """
@@ -29,6 +30,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 from bench_support import record_body  # noqa: E402
+from cluster import collector  # noqa: E402
 from cluster.checkpoints import CheckpointLedger  # noqa: E402
 from cluster.watched_state import WatchedState  # noqa: E402
 from registry import commands, instances  # noqa: E402
@@ -53,6 +55,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="runs over fresh states; the median is printed")
     parser.add_argument("--fleet", action="store_true", help="spread records over 1,000 slugs (the scale stage's)")
     args = parser.parse_args()
+    collector.tune()  # as a peer's processes run (api/serve.py, api/worker.py)
 
     seed = [registration("seed", n, START_NS + n, args.fleet) for n in range(args.instances)]
     run = []
