@@ -56,19 +56,6 @@ def _overlap(first, second):
     return first.intersection_cardinality(second)
 
 
-def _indexed_values(record):
-    """(index name, value) for each index that holds this record."""
-    for name in INDEXED_FIELDS:
-        value = record.get(name)
-        if type(value) is str:
-            yield name, value
-    tags = record.get(TAGS)
-    if tags:
-        for tag in set(tags):
-            if type(tag) is str:
-                yield TAGS, tag
-
-
 class InstanceIndex:
     def __init__(self):
         self.by = {name: {} for name in INDEXED_FIELDS + (TAGS,)}  # index -> value -> slot or BitMap
@@ -95,6 +82,8 @@ class InstanceIndex:
         built.touched_slugs = set()
         return built
 
+    # add, discard and replaced run for every registration, renewal and scan result applied, on
+    # every peer and HTTP worker: the loops are written out rather than shared through a generator.
     def add(self, record):
         instance_id = record["id"]
         slot = self._slot_of.get(instance_id)
@@ -106,26 +95,74 @@ class InstanceIndex:
                 slot = len(self._id_at)
                 self._id_at.append(instance_id)
             self._slot_of[instance_id] = slot
-        for name, value in _indexed_values(record):
-            _add(self.by[name], value, slot)
+        by = self.by
+        for name in INDEXED_FIELDS:
+            value = record.get(name)
+            if type(value) is str:
+                _add(by[name], value, slot)
+        tags = record.get(TAGS)
+        if tags:
+            index = by[TAGS]
+            for tag in tags:  # a repeated tag is added twice, which changes nothing
+                if type(tag) is str:
+                    _add(index, tag, slot)
 
     def discard(self, record, keep_slot=False):
         slot = self._slot_of.get(record["id"])
         if slot is None:
             return
-        for name, value in _indexed_values(record):
-            _discard(self.by[name], value, slot)
+        self._discard_values(record, slot)
         if not keep_slot:
             del self._slot_of[record["id"]]
             self._id_at[slot] = None
             self._free_slots.append(slot)
 
+    def _discard_values(self, record, slot):
+        by = self.by
+        for name in INDEXED_FIELDS:
+            value = record.get(name)
+            if type(value) is str:
+                _discard(by[name], value, slot)
+        tags = record.get(TAGS)
+        if tags:
+            index = by[TAGS]
+            for tag in tags:  # a repeated tag: the second discard finds the slot gone
+                if type(tag) is str:
+                    _discard(index, tag, slot)
+
+    def _update(self, old, new, slot):
+        """A new version of a record under the same id: only the values that changed move (a
+        renewal or a status change touches one index, or none, instead of every one twice)."""
+        by = self.by
+        for name in INDEXED_FIELDS:
+            before, after = old.get(name), new.get(name)
+            if before is after or before == after:
+                continue
+            if type(before) is str:
+                _discard(by[name], before, slot)
+            if type(after) is str:
+                _add(by[name], after, slot)
+        before, after = old.get(TAGS), new.get(TAGS)
+        if before is not after and before != after:
+            index = by[TAGS]
+            kept = after or ()  # a list of at most 64: no hashing of what apply has not checked
+            for tag in before or ():
+                if type(tag) is str and tag not in kept:
+                    _discard(index, tag, slot)
+            for tag in after or ():
+                if type(tag) is str:
+                    _add(index, tag, slot)
+
     def replaced(self, old, new, at_index):
         """`old` (None for a new id) is now `new` (None for a removal), at Raft index at_index."""
-        if old is not None:
-            self.discard(old, keep_slot=new is not None)
-        if new is not None:
-            self.add(new)
+        slot = None if old is None or new is None else self._slot_of.get(old["id"])
+        if slot is not None and old["id"] == new["id"]:
+            self._update(old, new, slot)
+        else:
+            if old is not None:
+                self.discard(old, keep_slot=new is not None)
+            if new is not None:
+                self.add(new)
         if old is None or new is None:
             self._sorted_ids = None
         for record in (old, new):

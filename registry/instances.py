@@ -81,6 +81,7 @@ FILTERS = {
 }
 
 ADDRESS_FIELDS = ("url", "scheme", "host", "ip", "port", "path")
+_ADDRESS_FIELD_SET = frozenset(ADDRESS_FIELDS)
 MERGED_FIELDS = ("slug", "status", "details", "tags", "nodeUrl", "deploymentId", "ttl", "deregisterAfter")
 REQUEST_FIELDS = tuple(REGISTRATION.fields)
 # Field order of a record as listed, for humans reading raw JSON.
@@ -88,6 +89,7 @@ RECORD_ORDER = REQUEST_FIELDS + ("lastHeartbeat", "unreachableSince")
 # Values many instances share (a service's slug and tags, the node it runs on, its status): kept
 # once in memory rather than once per record, since each command decodes its own copies.
 SHARED_VALUE_FIELDS = frozenset(("scheme", "path", "slug", "status", "nodeUrl", "deploymentId"))
+_SHARED_STRING_FIELDS = tuple(name for name in RECORD_ORDER if name in SHARED_VALUE_FIELDS)
 # Instances of a service mostly carry the same tags, so equal tag lists are one list (records are
 # replaced, never changed in place, so sharing is safe). The table forgets everything when full,
 # so tags that never repeat cannot grow it without bound.
@@ -331,7 +333,7 @@ def apply_register(state, command):
     existing = state.instances.get(instance_id)
     record = {"id": instance_id, "status": DEFAULT_STATUS}
     if existing is not None:
-        record.update({k: v for k, v in existing.items() if k not in ADDRESS_FIELDS})
+        record.update({k: v for k, v in existing.items() if k not in _ADDRESS_FIELD_SET})
     elif who is not SYSTEM and "slug" not in fields:
         record["slug"] = who["slug"]
     record.update(fields)
@@ -345,18 +347,19 @@ def apply_register(state, command):
 
 def stored_record(record):
     """The record as the state keeps it: fields in RECORD_ORDER, shared values shared."""
-    stored = {}
-    for name in RECORD_ORDER:
-        if name in record:
-            value = record[name]
-            if name in SHARED_VALUE_FIELDS:
-                if type(value) is str:
-                    value = sys.intern(value)
-            elif name == "tags" and value and type(value) is list:
-                value = _shared_tags(value)
-            elif name == "port" and type(value) is int and 0 < value < 65536:
-                value = _shared_ports.setdefault(value, value)  # an int above 256 is 28 bytes each
-            stored[name] = value
+    # Every peer and HTTP worker runs this for every registration it applies: one pass in C over
+    # the field order, then the few shared values, instead of a Python test per known field.
+    stored = {name: record[name] for name in RECORD_ORDER if name in record}
+    for name in _SHARED_STRING_FIELDS:
+        value = stored.get(name)
+        if type(value) is str:
+            stored[name] = sys.intern(value)
+    tags = stored.get("tags")
+    if tags and type(tags) is list:
+        stored["tags"] = _shared_tags(tags)
+    port = stored.get("port")
+    if type(port) is int and 0 < port < 65536:
+        stored["port"] = _shared_ports.setdefault(port, port)  # an int above 256 is 28 bytes each
     if len(stored) != len(record):  # a field this version does not know (a newer peer's dump): kept
         for name, value in record.items():
             stored.setdefault(name, value)

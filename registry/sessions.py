@@ -33,8 +33,9 @@ def _shape(keys):
 
 
 def _compact(index, result):
-    return (index, _shape(tuple(key for key in result if key != "index")),
-            *(value for key, value in result.items() if key != "index"))
+    if "index" in result:  # a result read back from a snapshot carries its index among its values
+        result = {key: value for key, value in result.items() if key != "index"}
+    return (index, _shape(tuple(result)), *result.values())
 
 
 def _expanded(kept):

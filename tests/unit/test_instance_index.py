@@ -105,3 +105,27 @@ def test_large_groups_and_single_holders_keep_their_members():
     # Freed slots are reused, never mixed up with the ids now in them.
     index.replaced(None, {"id": "fresh", "url": "http://f:1", "slug": "new"}, 4)
     assert index.candidates({"slug": "new"}) == ["fresh"] and index.candidates({"slug": "big"}) == []
+
+
+def test_a_new_version_of_a_record_moves_only_what_changed_and_equals_a_rebuild():
+    index = InstanceIndex()
+    others = [{"id": f"o{n}", "url": f"http://o{n}:1", "slug": "svc", "status": "Healthy", "tags": ["a", "b"]}
+              for n in range(3)]
+    for record in others:
+        index.replaced(None, record, 1)
+    versions = [
+        {"id": "x", "url": "http://x:1", "slug": "svc", "status": "Healthy", "tags": ["a", "b"], "host": "x"},
+        {"id": "x", "url": "http://x:1", "slug": "svc", "status": "Unreachable", "tags": ["a", "b"], "host": "x"},
+        {"id": "x", "url": "http://x:1", "slug": "svc", "status": "Unreachable", "tags": ["b", "c", "c"], "host": "x"},
+        {"id": "x", "url": "http://x:2", "slug": "other", "status": "Healthy", "host": "y", "ip": "127.0.0.2"},
+        {"id": "x", "url": "http://x:2", "slug": "other", "status": "Healthy", "tags": ["a", "a"], "ip": "127.0.0.2"},
+        {"id": "x", "url": "http://x:2", "slug": "other", "status": "Healthy", "tags": ["c", 7, "a"]},
+    ]
+    for at, (old, new) in enumerate(zip(versions, versions[1:]), start=2):
+        if at == 2:
+            index.replaced(None, old, 1)
+        index.replaced(old, new, at)
+        assert index.contents() == InstanceIndex.of(others + [new], 0).contents(), new
+    index.replaced(versions[-1], None, 10)
+    assert index.contents() == InstanceIndex.of(others, 0).contents()
+    assert index.candidates({"tags": ["c"]}) == [] and index.candidates({"tags": ["a", "b"]}) == ["o0", "o1", "o2"]
