@@ -147,6 +147,7 @@ def serve(config, timings=None, log_settings=None):
         run, close, served_by = server.run, server.close, ""
     stop_on_signals()
     peer.start()
+    collector.settle()  # what the start made (the code, the app, a state loaded) lives as long as the process
     log.info("peer %s serving HTTP on %s:%d%s (raft %s, peers %s, data %s)", peer.url, host, port, served_by,
              config.raft_address, ", ".join(config.partners) or "none", config.data_dir)
     try:

@@ -80,6 +80,7 @@ def main(argv=None):
     server = make_server(create_app(replica), replica.config, sockets=[listening])
     stop_on_signals()
     replica.start()
+    collector.settle()  # the app and the server, made after the snapshot's load froze the rest
     log.info("serving HTTP for %s from a replica at index %d", replica.url, replica.state_index())
     try:
         server.run()
