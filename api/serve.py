@@ -131,6 +131,7 @@ def stop_on_signals():
 def serve(config, timings=None, log_settings=None):
     tune_malloc()
     collector.tune()
+    collector.settle()  # before the state exists: what is frozen is the code, which lives as long as the process
     tracing.start_from_environment()  # REGISTRY_TRACE_DIR: scripts/latency_budget.py
     raise_open_files_limit(connection_limit(config))
     host, port = split_address(config.http_address, "--http-address")
@@ -147,7 +148,6 @@ def serve(config, timings=None, log_settings=None):
         run, close, served_by = server.run, server.close, ""
     stop_on_signals()
     peer.start()
-    collector.settle()  # what the start made (the code, the app, a state loaded) lives as long as the process
     log.info("peer %s serving HTTP on %s:%d%s (raft %s, peers %s, data %s)", peer.url, host, port, served_by,
              config.raft_address, ", ".join(config.partners) or "none", config.data_dir)
     try:

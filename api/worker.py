@@ -59,6 +59,7 @@ def main(argv=None):
     _die_with(args.parent_pid)
     tune_malloc()  # before the channel's threads start
     collector.tune()
+    collector.settle()  # before the snapshot arrives: what is frozen is the code
     tracing.start_from_environment(owner_pid=args.parent_pid)  # scripts/latency_budget.py --http-workers
     name = f"http-worker-{args.number}"
     logs.configure("info", "text", name)
@@ -80,7 +81,6 @@ def main(argv=None):
     server = make_server(create_app(replica), replica.config, sockets=[listening])
     stop_on_signals()
     replica.start()
-    collector.settle()  # the app and the server, made after the snapshot's load froze the rest
     log.info("serving HTTP for %s from a replica at index %d", replica.url, replica.state_index())
     try:
         server.run()

@@ -2,32 +2,37 @@
 
 Nearly everything a peer keeps is long-lived and acyclic: records are dicts of strings and
 shared lists, replaced whole and freed by their reference counts the moment nothing holds them.
-The collector exists for cycles, yet with its default thresholds it walks the young objects
-every 700 container allocations (a write's HTTP request makes hundreds) and, every so often,
-everything the process holds.
+The collector exists for cycles, yet with its default thresholds (700, 10, 10) it walks
+everything the process holds (a full collection) after every 100 young collections, whenever a
+quarter as many objects as it already holds have been kept since the last one: under a steady
+registration load, every few seconds. At 100,000 instances one such walk held the interpreter
+lock, which every thread needs, for 72 ms in a quiet process and 100-240 ms on this busy 2-core
+machine.
 
-- tune() at a process's start raises the young threshold: most of a request's objects are then
-  freed by their counts before any collection sees them. Measured with scripts/bench_apply.py
-  (30,000 instances, batches of 12): 22.1-22.3 -> 18.3-18.7 us of CPU to apply a registration
-  at 5,000-20,000 (beyond that no further gain); a young collection still walks at most
-  YOUNG_THRESHOLD objects, a few milliseconds at worst.
-- settle() once a process has started, and after each whole state it loads (a dump at start,
-  a snapshot from the leader, a worker's snapshot), collects once, then freezes what is left:
-  the code and the loaded records leave the collector's view. A full collection otherwise walks
-  them all, holding the interpreter lock every thread needs: 9-12 ms for the 47,000 objects of
-  a peer's imported code alone, 72 ms with a 100,000-instance state. They are still freed by
-  their counts when replaced. Only objects alive at a freeze that later end up in a cycle are
-  never reclaimed: bounded by what lived at that moment, which is why nothing freezes on a timer.
+- tune() at a process's start makes full collections ten times rarer (OLD_THRESHOLD 10 -> 100)
+  and leaves the young collections as Python has them: small, so each walks what was just
+  made and is still in the cache. Timed with a collector callback in every peer of the
+  benchmark's scale stage (100,000 instances registered at the leader, then reads under
+  churn): 6-7 full collections a follower (19 at the leader) took 0.73-0.80 s (2.0 s) before;
+  1-2 after, 0.14-0.20 s. A young threshold of 10,000 instead (tried first) cut the full
+  collections alike, but made each young one a walk of 10,000 objects (up to 0.13 s of wall
+  time under load), and the one-connection lookups at 100,000 instances ran slower in the two
+  runs that had it.
+- settle() at a process's start, before any state exists, collects once and freezes what is
+  left: the 47,000 objects of a peer's imported code leave every later collection's walk
+  (9-12 ms of each full collection). A state is not frozen: an object alive at a freeze that
+  later ends up in a cycle is never reclaimed, and a freeze of a loaded 100,000-instance state
+  took 0.3-0.5 s of the restart on this machine.
 """
 
 import gc
 
-YOUNG_THRESHOLD = 10_000
+OLD_THRESHOLD = 100
 
 
 def tune():
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, OLD_THRESHOLD)
 
 
 def settle():

@@ -13,7 +13,7 @@ from pysyncobj.serializer import SERIALIZER_STATE
 
 from registry.state import snapshot_of
 
-from . import collector, dumps
+from . import dumps
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ class FullDumpHooks:
         # arrived from the leader since.
         document, state = verified if from_own_disk else dumps.read(path)
         self.state.replace(state)
-        collector.settle()
         raft = document["raft"]
         log.info("loaded full dump %s at raft index %d", path, raft["lastEntry"][1])
         # PySyncObj makes the dump's member list the topology. At start the members file (what

@@ -19,7 +19,7 @@ import orjson
 from registry.permissions import SYSTEM
 from registry.state import RegistryState, collector_paused
 
-from . import collector, tracing
+from . import tracing
 from .checkpoints import CheckpointLedger
 from .config import PeerConfig
 from .face import PeerStatus
@@ -113,7 +113,6 @@ class WorkerReplica(PeerReads, PeerWrites):
         if kind != SNAPSHOT:
             raise ChannelClosed(f"expected the snapshot frame, got kind {kind}")
         self.state.replace(_loaded(payload))
-        collector.settle()
         self._reader = threading.Thread(target=self._read, name="replica-feed", daemon=True)
 
     def start(self):
@@ -147,7 +146,6 @@ class WorkerReplica(PeerReads, PeerWrites):
                     self.calls.replied(payload)
                 elif kind == SNAPSHOT:
                     self.state.replace(_loaded(payload))
-                    collector.settle()
                 elif kind == CALL:
                     threading.Thread(target=self._answer, args=(payload,), daemon=True).start()
         except ChannelClosed:

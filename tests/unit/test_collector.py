@@ -1,4 +1,4 @@
-"""cluster/collector.py: the young threshold a peer process runs with, and the freeze after a load."""
+"""cluster/collector.py: the thresholds a peer process runs with, and the freeze at its start."""
 
 import gc
 import weakref
@@ -21,10 +21,10 @@ class Node:
         self.other = None
 
 
-def test_tune_raises_only_the_young_threshold(restored_collector):
+def test_tune_makes_only_full_collections_rarer(restored_collector):
     gc.set_threshold(700, 10, 10)
     collector.tune()
-    assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, 10, 10)
+    assert gc.get_threshold() == (700, 10, collector.OLD_THRESHOLD)
 
 
 def test_settle_reclaims_cycles_already_garbage_and_freezes_what_lives(restored_collector):
