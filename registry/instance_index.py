@@ -95,40 +95,31 @@ class InstanceIndex:
                 slot = len(self._id_at)
                 self._id_at.append(instance_id)
             self._slot_of[instance_id] = slot
-        by = self.by
-        for name in INDEXED_FIELDS:
-            value = record.get(name)
-            if type(value) is str:
-                _add(by[name], value, slot)
-        tags = record.get(TAGS)
-        if tags:
-            index = by[TAGS]
-            for tag in tags:  # a repeated tag is added twice, which changes nothing
-                if type(tag) is str:
-                    _add(index, tag, slot)
+        self._change_values(record, slot, _add)
 
     def discard(self, record, keep_slot=False):
         slot = self._slot_of.get(record["id"])
         if slot is None:
             return
-        self._discard_values(record, slot)
+        self._change_values(record, slot, _discard)
         if not keep_slot:
             del self._slot_of[record["id"]]
             self._id_at[slot] = None
             self._free_slots.append(slot)
 
-    def _discard_values(self, record, slot):
+    def _change_values(self, record, slot, change):
+        """change(index, value, slot) (_add or _discard) for every value the record is indexed by."""
         by = self.by
         for name in INDEXED_FIELDS:
             value = record.get(name)
             if type(value) is str:
-                _discard(by[name], value, slot)
+                change(by[name], value, slot)
         tags = record.get(TAGS)
         if tags:
             index = by[TAGS]
-            for tag in tags:  # a repeated tag: the second discard finds the slot gone
+            for tag in tags:  # a repeated tag: its second add or discard changes nothing
                 if type(tag) is str:
-                    _discard(index, tag, slot)
+                    change(index, tag, slot)
 
     def _update(self, old, new, slot):
         """A new version of a record under the same id: only the values that changed move (a
