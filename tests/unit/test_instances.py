@@ -60,6 +60,10 @@ def test_matching_parts_beside_a_url_are_accepted():
     ({"url": "http://a:0"}, "port 0"),
     ({"url": "http://a:port"}, "malformed"),
     ({"url": "http://a b:80"}, "whitespace"),
+    ({"url": "http://a:80/x\u00a0y"}, "whitespace"),  # a no-break space is whitespace to str.isspace() too
+    ({"url": "http://a:80/x\u3000"}, "whitespace"),
+    ({"scheme": "http", "host": "a", "port": 80, "path": "/x\u2028y"}, "'path' must not contain whitespace"),
+    ({"scheme": "http", "host": "a", "port": 80, "path": "/x\u0085y"}, "'path' must not contain whitespace"),
     ({"url": "http://user:pw@a:80"}, "credentials"),
     ({"url": "http://a:80/#frag"}, "fragment"),
     ({"url": "http://a_%:80"}, "invalid host"),
