@@ -83,7 +83,7 @@ class InstanceIndex:
         return built
 
     # add, discard and replaced run for every registration, renewal and scan result applied, on
-    # every peer and HTTP worker: the loops are written out rather than shared through a generator.
+    # every peer and HTTP worker: one loop given the change to make, not a generator of pairs.
     def add(self, record):
         instance_id = record["id"]
         slot = self._slot_of.get(instance_id)

@@ -349,8 +349,8 @@ def apply_register(state, command):
 
 def stored_record(record):
     """The record as the state keeps it: fields in RECORD_ORDER, shared values shared."""
-    # Every peer and HTTP worker runs this for every registration it applies: one pass in C over
-    # the field order, then the few shared values, instead of a Python test per known field.
+    # Every peer and HTTP worker runs this for every registration it applies: one comprehension
+    # over the field order, then the few shared values, instead of a chain of tests per field.
     stored = {name: record[name] for name in RECORD_ORDER if name in record}
     for name in _SHARED_STRING_FIELDS:
         value = stored.get(name)
