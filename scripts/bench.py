@@ -32,8 +32,8 @@ of made-up hosts would otherwise fire at random moments of the runs; bench_scan.
 scans); --peer-arg adds serve flags (e.g. --peer-arg=--no-access-log). Each wrk run reports
 the CPU (in cores) of every server process, of wrk, and of everything else on the machine
 ("foreign"): other work on a shared 2-core box disturbs the numbers, and the table says so.
---profile-dir samples the target peer of each registry run with py-spy (summarise with
-scripts/bench_profile.py).
+--profile-dir samples the target peer of each registry run with py-spy, its HTTP workers
+included (summarise with scripts/bench_profile.py, which splits the samples by process).
 
     python scripts/bench.py [--duration 10] [--with-etcd] [--json-out FILE]   # ~15 min
     python scripts/bench.py --smoke          # ~40 s; exits non-zero if a stage breaks

@@ -45,6 +45,15 @@ def thread_kind(frames):
     return "other"
 
 
+def process_kind(raw_frames):
+    # With --subprocesses py-spy prefixes each stack with the process chain, the innermost last.
+    processes = [f for f in raw_frames if f.startswith("process ")]
+    if not processes:
+        return "one process"
+    number = re.search(r"api\.worker --number (\d+)", processes[-1])
+    return f"http worker {number.group(1)}" if number else "raft process"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path")
@@ -55,9 +64,11 @@ def main():
     total = sum(count for _, count in stacks)
     idle_names = ("wait (threading.py)", "select (selectors.py)", "poll (selectors.py)", "acquire", "_wait_for_tstate_lock")
     by_kind = collections.Counter()
+    by_process = collections.Counter()
     own = collections.Counter()
     inclusive = collections.Counter()
     for frames, count in stacks:
+        by_process[process_kind(frames)] += count
         frames = [short(f) for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
         by_kind[thread_kind(frames)] += count
         if frames:
@@ -65,6 +76,7 @@ def main():
         for name in set(frames):
             inclusive[name] += count
     print(f"{args.path}: {total} samples")
+    print("by process: " + ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(by_process.items())))
     print("by thread kind: " + ", ".join(f"{k} {v / total:.0%}" for k, v in by_kind.most_common()))
     print(f"\nself (top {args.top}):")
     for name, count in own.most_common(args.top):

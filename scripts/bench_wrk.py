@@ -42,11 +42,12 @@ class Wrk:
         load_before = os.getloadavg()[0]
         profiler = None
         if profile and bench_support.PY_SPY:
-            # py-spy samples the server process while wrk drives it (collapsed stacks, as text).
+            # py-spy samples the server process, and its HTTP workers if it has them, while wrk drives it
+            # (collapsed stacks, as text).
             profile_pid, profile_path = profile
             profiler = PROCESSES.add(subprocess.Popen(
                 [bench_support.PY_SPY, "record", "--pid", str(profile_pid), "--duration", str(max(1, int(round(duration)))),
-                 "--rate", "100", "--format", "raw", "--nonblocking", "--output", profile_path],
+                 "--rate", "100", "--format", "raw", "--nonblocking", "--subprocesses", "--output", profile_path],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         started = time.monotonic()
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as popen:
