@@ -112,6 +112,12 @@ def test_serve_rejects_a_malformed_address(tmp_path):
     assert result.returncode == 2 and "host:port" in result.stderr
 
 
+def _ctrl_c_as_in_a_terminal():
+    # A suite started in the background (`tox &`) inherits SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: `up` would then never see the Ctrl-C this test sends.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("when", ["once ready", "while starting"])
 def test_foreground_up_stops_every_peer_on_ctrl_c(tmp_path, when):
     data_dir = tmp_path / "fg"
@@ -120,7 +126,7 @@ def test_foreground_up_stops_every_peer_on_ctrl_c(tmp_path, when):
     with open(output, "w") as sink:
         up = subprocess.Popen([sys.executable, "-m", "api.cli", "cluster", "up", "--peers", "2", "--data-dir",
                                str(data_dir), "--http-port", str(http_port), "--raft-port", str(free_port_run(2))],
-                              stdout=sink, stderr=subprocess.STDOUT)
+                              stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_ctrl_c_as_in_a_terminal)
     pids = []
     try:
         def started():
