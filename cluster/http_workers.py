@@ -110,6 +110,12 @@ class WorkerLink:
     # -- its life -----------------------------------------------------------------------------
 
     def start(self, hello):
+        self.spawn(hello)
+        self.feed()
+
+    def spawn(self, hello):
+        """Start the process and say hello: it imports and sets itself up while this process may
+        still be replaying its journal, then waits for the snapshot that feed() queues."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         board = self.workers.board
         command = [sys.executable, "-m", "api.worker", "--number", str(self.number),
@@ -128,14 +134,16 @@ class WorkerLink:
         self.channel = Channel(ours, f"http-worker-{self.number}")
         self.calls = Calls(self.channel)
         self.channel.send(encode(HELLO, dict(hello, number=self.number)))
+        threading.Thread(target=self._read, args=(self.channel,), name=f"http-worker-{self.number}-reader",
+                         daemon=True).start()
+        log.info("http worker %d started (pid %d)", self.number, self.process.pid)
+
+    def feed(self):
         channel = self.channel
         # The snapshot is queued under the state lock, so every batch applied after it follows it.
         self.workers.peer.state.subscribe(
             self, start=lambda parts: channel.send(lambda: encode_snapshot(snapshot_of(parts))))
         self.fed = True  # statuses only after the snapshot: the worker reads hello, snapshot, then the stream
-        threading.Thread(target=self._read, args=(channel,), name=f"http-worker-{self.number}-reader",
-                         daemon=True).start()
-        log.info("http worker %d started (pid %d)", self.number, self.process.pid)
 
     def retire(self, why):
         """Kill the worker (the supervisor starts another): it serves an old or unknown state."""
@@ -243,14 +251,16 @@ class HttpWorkers:
         """Start the workers once this process applied what its journal says was committed: a
         snapshot then holds it all, rather than every worker applying the journal's entries once
         more (at 100,000 instances that made a full-cluster restart 20 s instead of 5). Not
-        longer than REPLAY_WAIT_SECONDS: a peer cut off at start still answers (503 not ready)."""
+        longer than REPLAY_WAIT_SECONDS: a peer cut off at start still answers (503 not ready).
+        Their processes start at once, so their imports overlap the replay."""
+        spawned = [link for link in self.links if self._launch(link, time.monotonic(), spawn_only=True)]
         replica = self.peer.replica
         committed, deadline = replica.raftCommitIndex, time.monotonic() + REPLAY_WAIT_SECONDS
         while replica.raftLastApplied < committed and time.monotonic() < deadline:
             if self._stopping.wait(0.02):
-                return False
-        for link in self.links:
-            self._launch(link, time.monotonic())
+                return False  # stop() ends the processes spawned
+        for link in spawned:
+            link.feed()
         return True
 
     def stop(self):
@@ -340,12 +350,17 @@ class HttpWorkers:
         link.restarts += 1
         self._launch(link, now)
 
-    def _launch(self, link, now):
+    def _launch(self, link, now, spawn_only=False):
         try:
-            link.start(self._hello())
+            if spawn_only:
+                link.spawn(self._hello())
+            else:
+                link.start(self._hello())
+            return True
         except OSError as error:
             log.error("http worker %d could not be started: %s", link.number, error)
             link.restart_at = now + RESTART_BACKOFF_SECONDS[-1]
+            return False
 
     # -- the workers' calls ---------------------------------------------------------------------
 
