@@ -290,8 +290,10 @@ class HttpWorkers:
         if digests:
             # Reported, not acted on: which of two differing copies is wrong is for the leader's
             # checkpoints to say (a worker that fails one starts afresh: cluster/worker_replica.py).
+            # Only of a worker that reported a replica: one still starting reads no calls until it
+            # holds its snapshot, so asking it would hold the view DIGEST_TIMEOUT_SECONDS for nothing.
             for entry, link in zip(described, self.links):
-                entry["stateDigest"] = link.digest() if entry["running"] else None
+                entry["stateDigest"] = link.digest() if entry["running"] and link.state_index is not None else None
         return described
 
     # -- the status every worker's answers carry ---------------------------------------------------
