@@ -248,11 +248,13 @@ class HttpWorkers:
         return self
 
     def _start_once_replayed(self):
-        """Start the workers once this process applied what its journal says was committed: a
-        snapshot then holds it all, rather than every worker applying the journal's entries once
-        more (at 100,000 instances that made a full-cluster restart 20 s instead of 5). Not
+        """Feed the workers their snapshot once this process applied what its journal says was
+        committed: the snapshot then holds it all, rather than every worker applying the
+        journal's entries once more (at 100,000 instances that made a full-cluster restart 20 s
+        instead of 5). Not
         longer than REPLAY_WAIT_SECONDS: a peer cut off at start still answers (503 not ready).
-        Their processes start at once, so their imports overlap the replay."""
+        Their processes start at once, so their imports overlap the replay (on 2 busy cores that
+        gained nothing measurable: README, "Where a follower's writes with workers wait")."""
         spawned = [link for link in self.links if self._launch(link, time.monotonic(), spawn_only=True)]
         replica = self.peer.replica
         committed, deadline = replica.raftCommitIndex, time.monotonic() + REPLAY_WAIT_SECONDS
