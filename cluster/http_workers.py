@@ -109,10 +109,6 @@ class WorkerLink:
 
     # -- its life -----------------------------------------------------------------------------
 
-    def start(self, hello):
-        self.spawn(hello)
-        self.feed()
-
     def spawn(self, hello):
         """Start the process and say hello: it imports and sets itself up while this process may
         still be replaying its journal, then waits for the snapshot that feed() queues."""
@@ -251,11 +247,11 @@ class HttpWorkers:
         """Feed the workers their snapshot once this process applied what its journal says was
         committed: the snapshot then holds it all, rather than every worker applying the
         journal's entries once more (at 100,000 instances that made a full-cluster restart 20 s
-        instead of 5). Not
-        longer than REPLAY_WAIT_SECONDS: a peer cut off at start still answers (503 not ready).
-        Their processes start at once, so their imports overlap the replay (on 2 busy cores that
-        gained nothing measurable: README, "Where a follower's writes with workers wait")."""
-        spawned = [link for link in self.links if self._launch(link, time.monotonic(), spawn_only=True)]
+        instead of 5). Not longer than REPLAY_WAIT_SECONDS: a peer cut off at start still
+        answers (503 not ready). Their processes start at once, so their imports overlap the
+        replay (on 2 busy cores that gained nothing measurable: README, "Where a follower's
+        writes with workers wait")."""
+        spawned = [link for link in self.links if self._spawn(link, time.monotonic())]
         replica = self.peer.replica
         committed, deadline = replica.raftCommitIndex, time.monotonic() + REPLAY_WAIT_SECONDS
         while replica.raftLastApplied < committed and time.monotonic() < deadline:
@@ -352,14 +348,12 @@ class HttpWorkers:
         if self._stopping.is_set() or now < link.restart_at:
             return
         link.restarts += 1
-        self._launch(link, now)
+        if self._spawn(link, now):
+            link.feed()
 
-    def _launch(self, link, now, spawn_only=False):
+    def _spawn(self, link, now):
         try:
-            if spawn_only:
-                link.spawn(self._hello())
-            else:
-                link.start(self._hello())
+            link.spawn(self._hello())
             return True
         except OSError as error:
             log.error("http worker %d could not be started: %s", link.number, error)
