@@ -111,14 +111,15 @@ class WatchedState:
         with self._lock:
             return self._state.copy_parts()
 
-    def subscribe(self, listener, start):
-        """Tell `listener` of what changes from now on: listener.batch(index, commands) after each
-        batch applied, listener.replaced(parts) after a dump replaced the state. start(parts) gets
-        the state's parts as of the subscription, under the state lock, so what it queues comes
-        before any batch after them; every such batch reaches the listener (one applied just
-        before may reach it too: its index is not above the parts')."""
+    def subscribe(self, listeners, start):
+        """Tell each of `listeners` of what changes from now on: listener.batch(index, commands)
+        after each batch applied, listener.replaced(parts) after a dump replaced the state.
+        start(parts) gets the state's parts as of the subscription (one copy for them all), under
+        the state lock, so what it queues comes before any batch after them; every such batch
+        reaches the listeners (one applied just before may reach them too: its index is not above
+        the parts')."""
         with self._lock:
-            self._listeners = self._listeners + (listener,)
+            self._listeners = self._listeners + tuple(listeners)
             start(self._state.copy_parts())
 
     def unsubscribe(self, listener):
