@@ -1,6 +1,7 @@
 """The latency budget of one write (issue 17): where a lone write's milliseconds go, hop by hop.
 
     python scripts/latency_budget.py [--writes 1000] [--http-workers N] [--json-out FILE]
+    python scripts/latency_budget.py --load-connections 64 [--at follower] [--http-workers N]
 
 Starts a 3-peer local cluster with tracing on (cluster/tracing.py: every process records when a
 write reaches each hop, on the machine's one monotonic clock), sends --writes sequential
@@ -12,6 +13,11 @@ commit, the follower followed is the one whose confirmation made the majority. W
 --http-workers, the request's hops are a worker's, joined to its Raft process's by the command
 id the worker gave: the hand-off to the committer then crosses the worker's channel, and so does
 the writer's wake-up, which also waits for the worker's replica to apply the batch.
+
+With --load-connections, the writes come instead from wrk (that many connections at --at, for
+--load-seconds after a 2-second warm-up), and what is printed is where a write waits under load:
+every write's hops inside the peer that took it (its command id's marks), and every batch's
+Raft hops from the follower's forward to its callback (a batch followed by its first command).
 """
 
 import argparse
@@ -30,7 +36,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_cluster import Registry  # noqa: E402
-from bench_support import record_body  # noqa: E402
+from bench_support import PUT_LUA, ensure_package, record_body  # noqa: E402
+from bench_wrk import Wrk  # noqa: E402
 from cluster import tracing  # noqa: E402
 
 LEADER_HOPS = (
@@ -61,6 +68,15 @@ FOLLOWER_HOPS = LEADER_HOPS[:3] + (
     ("callback", "T:apply.end", "T:callback"),
 ) + LEADER_HOPS[12:]
 SIDE_HOPS = (("(beside) the leader's own flush of the entry", "L:append.sent", "L:journal.flushed"),)
+# Under load, a write's hops inside the peer that took it, by its command id (no client marks: wrk sends).
+IN_PEER_HOPS = (
+    ("handler: token, permission, validation", "http.start", "submit"),
+    ("to the committer, and waiting there for a batch slot", "submit", "committer.sent"),
+    ("its batch's way through Raft, until the callback", "committer.sent", "callback"),
+    ("writer woken (with workers: the answer back over the channel)", "callback", "writer.woken"),
+    ("answer built", "writer.woken", "http.written"),
+    ("all of it, from the handler's start to the answer written", "http.start", "http.written"),
+)
 
 
 class Trace:
@@ -140,9 +156,9 @@ def follow(write, traces, target, leader, others):
     return at
 
 
-def table(title, hops, followed):
-    lines = [f"### {title} ({len(followed)} writes followed)", "",
-             "| hop | median ms | p99 ms | writes |", "|---|---|---|---|"]
+def table(title, hops, followed, unit="writes"):
+    lines = [f"### {title} ({len(followed)} {unit} followed)", "",
+             f"| hop | median ms | p99 ms | {unit} |", "|---|---|---|---|"]
     rows = {}
     for label, start, end in hops + SIDE_HOPS + (("total, as the client saw it", "client.sent", "client.received"),):
         deltas = sorted((at[end] - at[start]) / 1e6 for at in followed if at.get(start) and at.get(end))
@@ -172,12 +188,66 @@ def send_writes(peer, token, name, count):
     return writes
 
 
+def load_budget(trace_dir, cluster, target, leader, wrk_result, measured_from):
+    """The report of a loaded run: every write's hops in `target`, every batch's through Raft,
+    of those that began at or after `measured_from` (monotonic ns: the warm-up's are left out)."""
+    events = traces_by_peer(trace_dir, cluster)
+    traces = {pid: Trace(found) for pid, found in events.items()}
+    taken = traces[target.pid]
+    writes = collections.defaultdict(dict)
+    for ns, hop, key in events[target.pid]:
+        if isinstance(key, str) and hop in {h for _, start, end in IN_PEER_HOPS for h in (start, end)}:
+            writes[key].setdefault(hop, ns)
+    writes = {cid: at for cid, at in writes.items() if at.get("http.start", 0) >= measured_from}
+    sizes = [len(key[0]) for ns, hop, key in events[target.pid] if hop == "apply.end" and ns >= measured_from]
+    lines = [f"wrk: {wrk_result['requestsPerSecond']:,.0f} writes/s, p50 {wrk_result['p50Ms']:.2f} ms, "
+             f"p99 {wrk_result['p99Ms']:.2f} ms, {wrk_result['failed']} failed; "
+             f"{len(sizes)} batches applied at the peer that took them, "
+             f"{sum(sizes) / max(1, len(sizes)):.1f} commands each on average, {sizes.count(1)} of them alone", "",
+             f"### each write inside the peer that took it ({len(writes)} writes)", "",
+             "| hop | median ms | p90 ms | writes |", "|---|---|---|---|"]
+    for label, start, end in IN_PEER_HOPS:
+        deltas = sorted((at[end] - at[start]) / 1e6 for at in writes.values() if start in at and end in at)
+        if deltas:
+            lines.append(f"| {label} | {statistics.median(deltas):.2f} | {deltas[int(len(deltas) * 0.9)]:.2f} "
+                         f"| {len(deltas)} |")
+    others = [p for p in cluster.peers if p is not leader and p is not target]
+    followed = [at for at in (follow({"index": index, "sent": None, "received": None}, traces, target, leader, others)
+                              for index in sorted(taken.cid_of)) if at is not None and at["T:http.start"]
+                and at["T:http.start"] >= measured_from]
+    hops = tuple(h for h in (LEADER_HOPS if target is leader else FOLLOWER_HOPS)[2:-1])
+    batch_lines, _ = table("each batch through Raft, by its first write", hops, followed, unit="batches")
+    return lines + [""] + [line for line in batch_lines if "as the client saw it" not in line]
+
+
+def traces_by_peer(trace_dir, cluster):
+    """{a peer's pid: its events and its HTTP workers'}; exits when a peer left no whole trace."""
+    events = collections.defaultdict(list)
+    for path in glob.glob(os.path.join(trace_dir, "trace-*.json")):
+        owner = int(os.path.basename(path)[len("trace-"):-len(".json")].split("-")[0])
+        with open(path, "rb") as source:
+            try:
+                events[owner] += json.load(source)
+            except ValueError as error:
+                sys.exit(f"{path} is not a whole trace ({error}); the cluster's files are kept in "
+                         f"{os.path.dirname(trace_dir)}")
+    missing = [p.index for p in cluster.peers if p.pid not in events]
+    if missing:
+        sys.exit(f"peers {missing} left no trace in {trace_dir}")
+    return events
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--http-workers", type=int, default=0, help="HTTP worker processes per peer (default 0)")
     parser.add_argument("--json-out", help="also write the figures as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's directory (its traces and logs)")
+    parser.add_argument("--load-connections", type=int,
+                        help="writes from wrk with this many connections instead of one at a time (see above)")
+    parser.add_argument("--load-seconds", type=float, default=8.0, help="wrk's run with --load-connections (default 8)")
+    parser.add_argument("--at", choices=("leader", "follower"), default="follower",
+                        help="the peer wrk writes at with --load-connections (default follower)")
     parser.add_argument("--require-every-hop", action="store_true",
                         help="exit 1 unless every hop was seen for most writes (the smoke run: the tracing cannot rot)")
     args = parser.parse_args()
@@ -185,26 +255,16 @@ def main():
     trace_dir = os.path.join(workdir, "traces")
     os.environ[tracing.ENVIRONMENT_VARIABLE] = trace_dir
     cluster = Registry(workdir, "budget", ["--scan-interval", "86400", "--http-workers", str(args.http_workers)]).start()
+    if args.load_connections:
+        return run_loaded(args, workdir, trace_dir, cluster)
     try:
         leader = cluster.leader()
         follower = next(p for p in cluster.peers if p is not leader)
         runs = {"leader": (leader, send_writes(leader, cluster.token, "leader", args.writes)),
                 "follower": (follower, send_writes(follower, cluster.token, "follower", args.writes))}
-        pids = {p.index: p.pid for p in cluster.peers}
     finally:
         cluster.stop()
-    events = collections.defaultdict(list)  # a peer's pid -> its events and its HTTP workers'
-    for path in glob.glob(os.path.join(trace_dir, "trace-*.json")):
-        owner = int(os.path.basename(path)[len("trace-"):-len(".json")].split("-")[0])
-        with open(path, "rb") as source:
-            try:
-                events[owner] += json.load(source)
-            except ValueError as error:
-                sys.exit(f"{path} is not a whole trace ({error}); the cluster's files are kept in {workdir}")
-    traces = {pid: Trace(found) for pid, found in events.items()}
-    missing = [index for index, pid in pids.items() if pid not in traces]
-    if missing:
-        sys.exit(f"peers {missing} left no trace in {trace_dir}")
+    traces = {pid: Trace(found) for pid, found in traces_by_peer(trace_dir, cluster).items()}
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     report, document = [], {"writes": args.writes, "httpWorkers": args.http_workers}
@@ -227,6 +287,30 @@ def main():
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as sink:
             json.dump(document, sink, indent=2)
+
+
+def run_loaded(args, workdir, trace_dir, cluster):
+    wrk_binary = ensure_package("wrk", "wrk")
+    if wrk_binary is None:
+        cluster.stop()
+        sys.exit("--load-connections needs wrk (apt-get install wrk)")
+    try:
+        leader = cluster.leader()
+        target = leader if args.at == "leader" else next(p for p in cluster.peers if p is not leader)
+        wrk = Wrk(wrk_binary, cluster.token)
+        url = target.url + "/registry-svc/instance"
+        wrk.run(url, connections=args.load_connections, duration=2, script=PUT_LUA, script_args=["warm"],
+                label="warm-up")
+        measured_from = time.monotonic_ns()
+        result = wrk.run(url, connections=args.load_connections, duration=args.load_seconds, script=PUT_LUA,
+                         script_args=["load"], label=f"writes at the {args.at} c{args.load_connections}")
+    finally:
+        cluster.stop()
+    workers = f", {args.http_workers} HTTP workers a peer" if args.http_workers else ", one process a peer"
+    print(f"## writes at the {args.at}, {args.load_connections} connections{workers}\n")
+    print("\n".join(load_budget(trace_dir, cluster, target, leader, result, measured_from)))
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
