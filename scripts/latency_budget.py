@@ -215,6 +215,9 @@ def load_budget(trace_dir, cluster, target, leader, wrk_result, measured_from):
     followed = [at for at in (follow({"index": index, "sent": None, "received": None}, traces, target, leader, others)
                               for index in sorted(taken.cid_of)) if at is not None and at["T:http.start"]
                 and at["T:http.start"] >= measured_from]
+    if not writes or not followed:
+        sys.exit(f"the traces followed {len(writes)} writes and {len(followed)} batches of the load run: "
+                 "a hop is no longer marked")
     hops = tuple(h for h in (LEADER_HOPS if target is leader else FOLLOWER_HOPS)[2:-1])
     batch_lines, _ = table("each batch through Raft, by its first write", hops, followed, unit="batches")
     return lines + [""] + [line for line in batch_lines if "as the client saw it" not in line]
