@@ -217,7 +217,7 @@ def load_budget(trace_dir, cluster, target, leader, wrk_result, measured_from):
                 and at["T:http.start"] >= measured_from]
     if not writes or not followed:
         sys.exit(f"the traces followed {len(writes)} writes and {len(followed)} batches of the load run: "
-                 "a hop is no longer marked")
+                 f"a hop is no longer marked (the cluster's files are kept in {os.path.dirname(trace_dir)})")
     hops = tuple(h for h in (LEADER_HOPS if target is leader else FOLLOWER_HOPS)[2:-1])
     batch_lines, _ = table("each batch through Raft, by its first write", hops, followed, unit="batches")
     return lines + [""] + [line for line in batch_lines if "as the client saw it" not in line]
@@ -254,6 +254,10 @@ def main():
     parser.add_argument("--require-every-hop", action="store_true",
                         help="exit 1 unless every hop was seen for most writes (the smoke run: the tracing cannot rot)")
     args = parser.parse_args()
+    if args.load_connections is not None and args.load_connections < 1:
+        parser.error(f"--load-connections must be at least 1, got {args.load_connections}")
+    if args.load_seconds <= 0:
+        parser.error(f"--load-seconds must be above 0, got {args.load_seconds:g}")
     workdir = tempfile.mkdtemp(prefix="registry-budget-")
     trace_dir = os.path.join(workdir, "traces")
     os.environ[tracing.ENVIRONMENT_VARIABLE] = trace_dir
