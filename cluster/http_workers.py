@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 
 import orjson
 
@@ -53,44 +52,11 @@ REPLAY_WAIT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 
 
-class _BatchFrames:
-    """One encoding of each applied batch, whichever worker's link asks first (all on the Raft thread)."""
-
-    def __init__(self):
-        self._last = (None, None, None)
-
-    def of(self, index, commands):
-        last_index, last_commands, last_frame = self._last
-        if last_commands is commands and last_index == index:
-            return last_frame
-        made = encode(BATCH, [index, commands])
-        self._last = (index, commands, made)
-        return made
-
-
-class SnapshotFrames:
-    """One encoding of a snapshot for every worker fed the same copy of the state (all of them at
-    start, all of them after a dump replaced the state), where each worker's channel used to
-    encode its own: about 0.1 s of this process's CPU a worker at 100,000 instances. Made by the
-    first channel writer to reach it and held only while some channel still has it queued, so no
-    snapshot outlives its sending."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._last = lambda: None  # a weak reference to the last _SharedSnapshot handed out
-
-    def of(self, parts):
-        """A callable making the frame of the snapshot of `parts` (a state's copy_parts()), the
-        same one for the same parts while any channel still holds it."""
-        with self._lock:
-            shared = self._last()
-            if shared is None or shared.parts is not parts:
-                shared = _SharedSnapshot(parts)
-                self._last = weakref.ref(shared)
-            return shared
-
-
 class _SharedSnapshot:
+    """The frame of one snapshot for every channel it was queued on: made by the first channel
+    writer to reach it (off the Raft thread and the state lock), the others waiting for it, and
+    let go once every channel has it (at 100,000 instances an encoding costs about 0.1 s)."""
+
     __slots__ = ("parts", "_frame", "_lock", "__weakref__")
 
     def __init__(self, parts):
@@ -99,7 +65,7 @@ class _SharedSnapshot:
         self._lock = threading.Lock()
 
     def __call__(self):
-        with self._lock:  # a second writer waits for the first one's encoding rather than making its own
+        with self._lock:
             if self._frame is None:
                 self._frame = encode_snapshot(snapshot_of(self.parts))
             return self._frame
@@ -123,28 +89,14 @@ class WorkerLink:
         self.restart_at = None  # once its ended process was detached: when to start another
         self.fed = False  # its snapshot is queued: the stream and statuses may follow
 
-    # -- the feed: called on the Raft thread (cluster/watched_state.py's listeners) --------------
+    # -- the feed: frames HttpWorkers made once for every fed worker ------------------------------
 
-    def batch(self, index, commands):
-        channel = self.channel
-        if channel is None or channel.closed:
-            return
-        try:
-            channel.send(self.workers.batch_frames.of(index, commands))
-        except ChannelClosed:
-            pass  # the supervisor replaces the worker
-        except Exception:
-            log.exception("http worker %d: a batch at index %d could not be sent", self.number, index)
-            self.retire("a batch could not be encoded for it")
-
-    def replaced(self, parts):
-        self.send_snapshot(self.workers.snapshot_frames.of(parts))
-
-    def send_snapshot(self, make_frame):
+    def send_feed(self, frame):
+        """A batch's frame, or a callable making a snapshot's."""
         channel = self.channel
         if channel is not None and not channel.closed:
             try:
-                channel.send(make_frame)
+                channel.send(frame)
             except ChannelClosed:
                 pass  # the supervisor replaces the worker
 
@@ -152,7 +104,7 @@ class WorkerLink:
 
     def spawn(self, hello):
         """Start the process and say hello: it imports and sets itself up while this process may
-        still be replaying its journal, then waits for the snapshot that feed() queues."""
+        still be replaying its journal, then waits for the snapshot that HttpWorkers._feed queues."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         board = self.workers.board
         command = [sys.executable, "-m", "api.worker", "--number", str(self.number),
@@ -191,7 +143,7 @@ class WorkerLink:
 
     def detach(self):
         """After its process ended: stop feeding it."""
-        self.workers.peer.state.unsubscribe(self)
+        self.workers.unfeed(self)
         if self.channel is not None:
             self.channel.close("the worker ended")
             self.calls.fail_all()
@@ -243,8 +195,9 @@ class HttpWorkers:
     def __init__(self, peer, count, *, log_settings):
         self.peer = peer
         self.count = count
-        self.batch_frames = _BatchFrames()
-        self.snapshot_frames = SnapshotFrames()
+        # The workers whose snapshot is queued: the state's one listener feeds them what it applies.
+        self._fed = ()
+        self._fed_lock = threading.Lock()
         self.metrics_dir = os.path.join(peer.config.data_dir, "http-workers-metrics")
         self._log_settings = log_settings
         self.links = [WorkerLink(self, number) for number in range(1, count + 1)]
@@ -292,6 +245,7 @@ class HttpWorkers:
         while replica.raftLastApplied < committed and time.monotonic() < deadline:
             if self._stopping.wait(0.02):
                 return False  # stop() ends the processes spawned
+        self.peer.state.subscribe(self)
         self._feed(spawned)
         return True
 
@@ -301,14 +255,41 @@ class HttpWorkers:
             return
 
         def start(parts):
-            # Under the state lock, so every batch applied after the snapshot follows it in each channel.
-            make_frame = self.snapshot_frames.of(parts)
+            # Under the state lock: every batch applied after these parts follows them in each channel.
+            make_frame = _SharedSnapshot(parts)
             for link in links:
-                link.send_snapshot(make_frame)
+                link.send_feed(make_frame)
+            with self._fed_lock:
+                self._fed += tuple(links)
 
-        self.peer.state.subscribe(links, start)
+        self.peer.state.with_parts(start)
         for link in links:
             link.fed = True  # statuses only after the snapshot: the worker reads hello, snapshot, then the stream
+
+    def unfeed(self, link):
+        with self._fed_lock:
+            self._fed = tuple(known for known in self._fed if known is not link)
+
+    # -- the state's listener: on the Raft thread (cluster/watched_state.py) ----------------------
+
+    def batch(self, index, commands):
+        fed = self._fed
+        if not fed:
+            return
+        try:
+            frame = encode(BATCH, [index, commands])
+        except Exception:
+            log.exception("a batch at index %d could not be encoded for the http workers", index)
+            for link in fed:
+                link.retire("a batch could not be encoded for it")
+            return
+        for link in fed:
+            link.send_feed(frame)
+
+    def replaced(self, parts):
+        make_frame = _SharedSnapshot(parts)
+        for link in self._fed:
+            link.send_feed(make_frame)
 
     def stop(self):
         self._stopping.set()

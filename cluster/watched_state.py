@@ -111,20 +111,18 @@ class WatchedState:
         with self._lock:
             return self._state.copy_parts()
 
-    def subscribe(self, listeners, start):
-        """Tell each of `listeners` of what changes from now on: listener.batch(index, commands)
-        after each batch applied, listener.replaced(parts) after a dump replaced the state.
-        start(parts) gets the state's parts as of the subscription (one copy for them all), under
-        the state lock, so what it queues comes before any batch after them; every such batch
-        reaches the listeners (one applied just before may reach them too: its index is not above
-        the parts')."""
+    def subscribe(self, listener):
+        """Tell `listener` of what changes from now on: listener.batch(index, commands) after each
+        batch applied, listener.replaced(parts) after a dump replaced the state."""
         with self._lock:
-            self._listeners = self._listeners + tuple(listeners)
-            start(self._state.copy_parts())
+            self._listeners = self._listeners + (listener,)
 
-    def unsubscribe(self, listener):
+    def with_parts(self, start):
+        """start(the state's parts) under the state lock: what it queues comes before what the
+        listeners are told of any batch applied after them (one applied just before may be told
+        after it too: its index is not above the parts')."""
         with self._lock:
-            self._listeners = tuple(known for known in self._listeners if known is not listener)
+            start(self._state.copy_parts())
 
     def wait_until_holding(self, batch_index, state_index, timeout):
         """Block until the batch at Raft `batch_index` was applied here, or the state reached

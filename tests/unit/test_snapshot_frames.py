@@ -1,8 +1,9 @@
 """One snapshot encoding shared by every worker fed the same copy of the state
-(cluster/http_workers.py's SnapshotFrames), over real channels."""
+(cluster/http_workers.py's _SharedSnapshot), over real channels."""
 
 import gc
 import socket
+import weakref
 
 import pytest
 
@@ -46,25 +47,15 @@ def encodings(monkeypatch):
     return made
 
 
-class _Listener:
-    def batch(self, index, commands):
-        pass
-
-    def replaced(self, parts):
-        pass
-
-
 def test_every_worker_fed_at_once_gets_the_same_snapshot_from_one_encoding(state, channel_pairs, encodings):
-    frames = http_workers.SnapshotFrames()
     watched = WatchedState(state)
-    listeners = [_Listener() for _ in channel_pairs]
 
     def start(parts):
-        make_frame = frames.of(parts)
+        make_frame = http_workers._SharedSnapshot(parts)
         for sender, _ in channel_pairs:
             sender.send(make_frame)
 
-    watched.subscribe(listeners, start)
+    watched.with_parts(start)
     for _, receiver in channel_pairs:
         kind, payload = receiver.receive()
         assert kind == SNAPSHOT
@@ -72,20 +63,19 @@ def test_every_worker_fed_at_once_gets_the_same_snapshot_from_one_encoding(state
         assert loaded.digest() == state.digest()
         assert loaded.index == state.index == 50
     assert encodings == [50]
-    assert watched._listeners == tuple(listeners)
 
 
 def test_no_snapshot_is_kept_once_sent_and_other_parts_get_their_own(state, channel_pairs, encodings):
-    frames = http_workers.SnapshotFrames()
-    parts = state.copy_parts()
     (sender, receiver), (other_sender, other_receiver) = channel_pairs[:2]
-    sender.send(frames.of(parts))
+    shared = http_workers._SharedSnapshot(state.copy_parts())
+    sent = weakref.ref(shared)
+    sender.send(shared)
+    del shared
     receiver.receive()
-    # Sent, the channel holds bytes, not the shared snapshot: nothing keeps it, so none is cached.
-    wait_until(lambda: gc.collect() is not None and frames._last() is None, 10, "the sent snapshot to be let go")
+    # Sent, the channel holds bytes, not the shared snapshot: nothing keeps it.
+    wait_until(lambda: gc.collect() is not None and sent() is None, 10, "the sent snapshot to be let go")
     register(state, {"url": "http://127.0.0.1:9999", "slug": "late"}, generated="inst_late")
-    other_sender.send(frames.of(state.copy_parts()))
+    other_sender.send(http_workers._SharedSnapshot(state.copy_parts()))
     kind, payload = other_receiver.receive()
     assert kind == SNAPSHOT and worker_channel.decode_snapshot(payload)["index"] == 51
     assert encodings == [50, 51]
-    assert frames.of(parts) is not frames.of(state.copy_parts())
