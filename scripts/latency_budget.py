@@ -194,9 +194,10 @@ def load_budget(trace_dir, cluster, target, leader, wrk_result, measured_from):
     events = traces_by_peer(trace_dir, cluster)
     traces = {pid: Trace(found) for pid, found in events.items()}
     taken = traces[target.pid]
+    marks = {hop for _, start, end in IN_PEER_HOPS for hop in (start, end)}
     writes = collections.defaultdict(dict)
     for ns, hop, key in events[target.pid]:
-        if isinstance(key, str) and hop in {h for _, start, end in IN_PEER_HOPS for h in (start, end)}:
+        if isinstance(key, str) and hop in marks:
             writes[key].setdefault(hop, ns)
     writes = {cid: at for cid, at in writes.items() if at.get("http.start", 0) >= measured_from}
     sizes = [len(key[0]) for ns, hop, key in events[target.pid] if hop == "apply.end" and ns >= measured_from]
@@ -218,7 +219,7 @@ def load_budget(trace_dir, cluster, target, leader, wrk_result, measured_from):
     if not writes or not followed:
         sys.exit(f"the traces followed {len(writes)} writes and {len(followed)} batches of the load run: "
                  f"a hop is no longer marked (the cluster's files are kept in {os.path.dirname(trace_dir)})")
-    hops = tuple(h for h in (LEADER_HOPS if target is leader else FOLLOWER_HOPS)[2:-1])
+    hops = (LEADER_HOPS if target is leader else FOLLOWER_HOPS)[2:-1]
     batch_lines, _ = table("each batch through Raft, by its first write", hops, followed, unit="batches")
     return lines + [""] + [line for line in batch_lines if "as the client saw it" not in line]
 
