@@ -396,8 +396,13 @@ class HttpWorkers:
         """A worker's write, into the group committer without a thread waiting on it: the outcome
         goes back from the thread that learns it (the Raft thread, on a commit)."""
         peer = self.peer
+        # The worker answers a command with an id once its replica applies it, with the result it
+        # computes there (cluster/worker_replica.py): only its failure needs a reply.
+        settled_by_worker = isinstance(command, dict) and "cid" in command
 
         def done(result, error):
+            if error is None and settled_by_worker:
+                return
             reply(channel, call_id, {"ok": self._write_answer(result)} if error is None else _refusal(error))
 
         try:

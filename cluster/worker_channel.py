@@ -2,7 +2,8 @@
 
 One Unix stream socket (a socketpair made before the worker starts) carries, in order, the
 Raft process's applied batches and status to the worker, and calls both ways, each call with
-an id so that many are in flight at once. A frame is a 4-byte length, a 1-byte kind and an
+an id so that many are in flight at once. A worker's write (a command with its own id) gets a
+reply only if it failed: the worker answers it as its replica applies it (Calls.settle). A frame is a 4-byte length, a 1-byte kind and an
 orjson payload, but for the snapshot, which is pickled (below).
 
 Sends never wait for the other side while they can help it: a frame goes straight into the
@@ -192,21 +193,27 @@ class Channel:
 
 
 class Calls:
-    """Calls over a channel awaiting their replies: many in flight at once, each with its deadline."""
+    """Calls over a channel awaiting their replies: many in flight at once, each with its deadline.
+    A call may also be settled by a key of its own (settle), by what the caller's side learns
+    before any reply would come: an HTTP worker's write, by its replica applying it."""
 
     def __init__(self, channel):
         self._channel = channel
         self._ids = itertools.count(1)
         self._waiting = {}
+        self._keyed = {}  # settled_by key -> call id
         self._lock = threading.Lock()
 
-    def call(self, operation, arguments, timeout):
-        """The outcome the other side replied with; ChannelClosed, or TimeoutError past timeout."""
+    def call(self, operation, arguments, timeout, *, settled_by=None):
+        """The outcome the other side replied with, or the one settle gave for `settled_by`
+        first; ChannelClosed, or TimeoutError past timeout."""
         call_id = next(self._ids)
         done = threading.Event()
         slot = [done, None]
         with self._lock:
             self._waiting[call_id] = slot
+            if settled_by is not None:
+                self._keyed[settled_by] = call_id
         try:
             self._channel.send(encode(CALL, [call_id, operation, arguments]))
             if not done.wait(timeout):
@@ -216,17 +223,45 @@ class Calls:
         finally:
             with self._lock:
                 self._waiting.pop(call_id, None)
+                if settled_by is not None:
+                    self._keyed.pop(settled_by, None)
         if slot[1] is None:
             raise ChannelClosed(self._channel.name)
         return slot[1]
 
+    def awaited_keys(self):
+        """The settled_by keys of the calls waiting now (a copy)."""
+        with self._lock:
+            return set(self._keyed)
+
+    def is_awaited(self, key):
+        """Whether a waiting call may be settled by `key`; a lock-free look (a dict lookup is atomic),
+        for a caller checking every key of a batch before it settles any."""
+        return key in self._keyed
+
+    def settle(self, outcomes):
+        """Settle the waiting calls made with these keys: [(key, outcome)]; a key no call waits on
+        (nor will: keys are unique, and registered before the call is sent) is passed over."""
+        with self._lock:
+            settled = [self._settle_locked(self._keyed.pop(key, None), outcome) for key, outcome in outcomes]
+        for done in settled:
+            if done is not None:
+                done.set()
+
     def replied(self, payload):
         call_id, outcome = orjson.loads(payload)
         with self._lock:
-            slot = self._waiting.get(call_id)
-        if slot is not None:
-            slot[1] = outcome
-            slot[0].set()
+            done = self._settle_locked(call_id, outcome)
+        if done is not None:
+            done.set()
+
+    def _settle_locked(self, call_id, outcome):
+        """The first outcome of a call stands (a reply after a settle, or the other way, is late)."""
+        slot = self._waiting.get(call_id)
+        if slot is None or slot[1] is not None:
+            return None
+        slot[1] = outcome
+        return slot[0]
 
     def fail_all(self):
         """The channel is gone: every waiting call ends now, not at its deadline."""

@@ -132,8 +132,9 @@ class WorkerReplica(PeerReads, PeerWrites):
                 if kind == BATCH:
                     index, batch = orjson.loads(payload)
                     if index > self.state.index:  # else it was in the snapshot already
-                        _, taken = self.state.apply(batch, index)
+                        results, taken = self.state.apply(batch, index)
                         self.checkpoints.note_batch(batch, taken)
+                        self._settle_own_writes(batch, results, index)
                 elif kind == STATUS:
                     self._status = orjson.loads(payload)
                     self._status["receivedAt"] = time.monotonic()
@@ -146,6 +147,7 @@ class WorkerReplica(PeerReads, PeerWrites):
                     self.calls.replied(payload)
                 elif kind == SNAPSHOT:
                     self.state.replace(_loaded(payload))
+                    self._settle_writes_in_snapshot()
                 elif kind == CALL:
                     threading.Thread(target=self._answer, args=(payload,), daemon=True).start()
         except ChannelClosed:
@@ -155,15 +157,39 @@ class WorkerReplica(PeerReads, PeerWrites):
             log.exception("the replica's feed failed")
             self._on_lost("its feed failed")
 
+    def _settle_own_writes(self, batch, results, index):
+        """Answer this worker's writes in a batch just applied here, with this replica's own apply
+        results: apply is deterministic, so they are the Raft process's, which sends no reply for
+        them (only a failure), and the write is held here, as its answer requires."""
+        calls = self.calls
+        settled = []
+        for command, result in zip(batch, results):
+            command_id = command.get("cid") if isinstance(command, dict) else None
+            if command_id is not None and calls.is_awaited(command_id):
+                result.setdefault("index", index)  # as the Raft process's apply_batch answers it
+                settled.append((command_id, {"ok": {"result": result, "stateIndex": self.state.index}}))
+        if settled:
+            calls.settle(settled)
+
+    def _settle_writes_in_snapshot(self):
+        """A snapshot may hold writes this worker awaits whose batches it will never be sent: their
+        results are in the snapshot's table of recent command ids (registry/sessions.py)."""
+        settled = []
+        for command_id in self.calls.awaited_keys():
+            earlier = self.state.peek(lambda state, command_id=command_id: state.sessions.answered(command_id))
+            if earlier is not None:
+                settled.append((command_id, {"ok": {"result": earlier, "stateIndex": self.state.index}}))
+        self.calls.settle(settled)
+
     def _answer(self, payload):
         call_id, operation, _arguments = orjson.loads(payload)
         reply(self.channel, call_id, self.state.digest() if operation == "digest" else None)
 
     # -- calls to the Raft process -------------------------------------------------------------------
 
-    def _call(self, operation, arguments, timeout=CALL_TIMEOUT_SECONDS):
+    def _call(self, operation, arguments, timeout=CALL_TIMEOUT_SECONDS, settled_by=None):
         try:
-            outcome = self.calls.call(operation, arguments, timeout)
+            outcome = self.calls.call(operation, arguments, timeout, settled_by=settled_by)
         except (ChannelClosed, TimeoutError) as error:
             raise WriteUnavailable(f"this peer's Raft process did not answer ({error or 'it is gone'}); "
                                    "it may or may not have been applied (retrying the same request is safe)",
@@ -177,9 +203,10 @@ class WorkerReplica(PeerReads, PeerWrites):
             raise MembershipError(*outcome["membership"])
         raise RuntimeError(f"the Raft process failed a {operation} call: {outcome.get('failed')}")
 
-    def _write(self, operation, arguments, timeout):
-        answer = self._call(operation, arguments, timeout)
-        # Normally here already: the batch came down the channel before its answer did.
+    def _write(self, operation, arguments, timeout, settled_by=None):
+        answer = self._call(operation, arguments, timeout, settled_by)
+        # Here already when this replica settled it (a submitted command with an id), and normally
+        # when the Raft process replied: the batch came down the channel before the reply did.
         result = answer["result"]
         written_at = result.get("index", answer["stateIndex"])
         if not self.state.wait_until_holding(written_at, answer["stateIndex"], timeout):
@@ -199,7 +226,10 @@ class WorkerReplica(PeerReads, PeerWrites):
     def submit(self, command):
         """Commit through the Raft process's group committer. A read barrier (PeerReads) comes here
         too: its answer's state index is what this replica must reach before the read."""
-        return self._write("submit", [self._identified(command)], self._write_timeout())
+        command = self._identified(command)
+        # A command with an id is answered by this replica applying it (_settle_own_writes); a
+        # barrier has none, and its reply says which state index the read must wait for.
+        return self._write("submit", [command], self._write_timeout(), settled_by=command.get("cid"))
 
     def renew_instance(self, instance_id, fields, caller=SYSTEM):
         timeout = self.config.renewal_flush_seconds + self._write_timeout() + 1.0
