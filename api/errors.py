@@ -68,8 +68,10 @@ def register_error_handlers(app):
         return respond({"error": report_unexpected(request.method, request.path)}, 500)
 
 
-def report_unexpected(method, path):
-    """Log the exception being handled under a new incident id; what the caller is told."""
+def report_unexpected(method, path, error=None):
+    """Log the exception being handled (or `error`, on a thread that only learnt of it) under a
+    new incident id; what the caller is told."""
     incident = uuid.uuid4().hex[:12]
-    log.exception("unhandled error in %s %s (incident %s)", method, path, incident)
+    log.error("unhandled error in %s %s (incident %s)", method, path, incident,
+              exc_info=error if error is not None else True)
     return f"internal error (incident {incident}); the server log has details"

@@ -34,7 +34,7 @@ from . import logs
 from .auth import caller_of, check_permission
 from .consistency import OPTION_NAMES
 from .errors import RETRY_AFTER_SECONDS, ApiError, report_unexpected
-from .instances import LIST, REGISTER, listing, register
+from .instances import LIST, REGISTER, listing, register, register_later
 from .jsonio import wsgi_body
 from .results import registry_headers, result_status
 
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # What Flask answers itself, in its own words: a refused token or permission, a body that is not
 # JSON (orjson's error is a ValueError) or not a valid registration, a query that is not UTF-8.
 REFUSALS = (ApiError, ValidationError, ValueError)
+# The environ key of a registration's answer when it was started on waitress' loop thread and its
+# outcome came on another (HotPath.start_later, api/loop_answers.py).
+LATER_ANSWER = "registry.later_answer"
 
 
 # Flask's request.args decodes the query with this codec error handler, which werkzeug registers
@@ -69,6 +72,9 @@ class HotPath:
 
     def __call__(self, environ, start_response):
         route = (environ["REQUEST_METHOD"], environ.get("PATH_INFO"))
+        answered = environ.get(LATER_ANSWER)
+        if answered is not None:  # a registration start_later started: its answer, ready
+            return self._answer(environ, start_response, REGISTER[2], *answered)
         if route == REGISTER[:2]:
             return self._register(environ, start_response)
         if route == LIST[:2]:
@@ -91,6 +97,48 @@ class HotPath:
         except REFUSALS:
             return False
         return self._listings.holds(self._peer, filters, caller)
+
+    def start_later(self, environ, finish):
+        """On waitress' loop thread: start a registration whose answer the thread that learns its
+        outcome sends, sparing a pool thread and its two hand-offs (api/loop_answers.py). True once
+        started: finish(answer) follows exactly once, maybe before this returns, on the thread
+        that learnt the outcome, which must then serve the request again with environ[LATER_ANSWER]
+        = answer. False leaves the request to a pool thread as before: a face that cannot (a
+        one-process peer), or anything Flask would refuse (it words refusals)."""
+        if (environ["REQUEST_METHOD"], environ.get("PATH_INFO")) != REGISTER[:2] or not self._peer.registers_later():
+            return False
+        started = time.perf_counter()
+        tracing.request_started()
+        raw = _read_body(environ, self._config["MAX_CONTENT_LENGTH"])
+        if raw is None:
+            return False
+        try:
+            caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
+            check_permission(self._peer, caller, INSTANCE_EDIT)
+            payload = orjson.loads(raw)
+
+            def done(result, error):
+                finish((started, caller, *self._registration_answer(result, error)))
+
+            register_later(self._peer, caller, payload, done)
+        except REFUSALS:
+            return False
+        return True
+
+    def _registration_answer(self, result, error):
+        """(status, body, index, extra headers) answering a registration's outcome."""
+        extra, index = [], None
+        if error is None:
+            index = result.get("index")
+            status, problem = result_status(result, 201)
+        elif isinstance(error, WriteUnavailable):
+            self._metrics.write_failure(error.outcome_unknown)
+            status, problem = 503, error.message
+            extra.append(("Retry-After", RETRY_AFTER_SECONDS))
+        else:
+            status, problem = 500, report_unexpected("PUT", REGISTER[1], error)
+        body = b"{}" if problem is None else orjson.dumps({"error": problem})
+        return status, body, index, extra
 
     def _plain_list(self, query, authorization):
         """(the allowed caller, the query pairs) of a list without read options, None if it has
@@ -115,21 +163,13 @@ class HotPath:
             payload = orjson.loads(raw)
         except REFUSALS:
             return self._refused_write(environ, start_response, raw)
-        extra, index = [], None
         try:
-            result = register(self._peer, caller, payload)
+            result, error = register(self._peer, caller, payload), None
         except ValidationError:
             return self._refused_write(environ, start_response, raw)
-        except WriteUnavailable as error:
-            self._metrics.write_failure(error.outcome_unknown)
-            status, problem = 503, error.message
-            extra.append(("Retry-After", RETRY_AFTER_SECONDS))
-        except Exception:
-            status, problem = 500, report_unexpected("PUT", REGISTER[1])
-        else:
-            index = result.get("index")
-            status, problem = result_status(result, 201)
-        body = b"{}" if problem is None else orjson.dumps({"error": problem})
+        except Exception as failed:
+            result, error = None, failed
+        status, body, index, extra = self._registration_answer(result, error)
         return self._answer(environ, start_response, REGISTER[2], started, caller, status, body, index, extra)
 
     def _list(self, environ, start_response):

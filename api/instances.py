@@ -25,6 +25,12 @@ def register(peer, caller, body):
     return peer.register_instance(instances.validate_registration(body), caller)
 
 
+def register_later(peer, caller, body, on_done):
+    """register without a waiting thread, where the peer's face can (peer.registers_later()):
+    on_done(result, None) or on_done(None, error) follows on the thread that learns it."""
+    peer.register_instance_later(instances.validate_registration(body), caller, on_done)
+
+
 def listing(listings, peer, caller, pairs):
     """(X-Registry-Index, the encoded list) for the query `pairs` of an allowed caller: the one
     way both this view and the hot path list (ValidationError for a refused filter)."""

@@ -109,7 +109,7 @@ def make_server(app, config, **where):
     threads = config.http_threads + config.max_blocking_reads
     server = create_server(
         app, threads=threads, ident="registry",
-        _dispatcher=LoopAnsweringDispatcher(threads, app.wsgi_app.answers_at_once),
+        _dispatcher=LoopAnsweringDispatcher(threads, app.wsgi_app.answers_at_once, app.wsgi_app.start_later),
         max_request_body_size=config.max_body_bytes + WAITRESS_BODY_SLACK_BYTES,
         connection_limit=connection_limit(config),
         # select() cannot watch a descriptor numbered 1024 or more; poll() can.

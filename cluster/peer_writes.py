@@ -22,8 +22,23 @@ _command_ids = random.Random()
 
 class PeerWrites:
     def register_instance(self, fields, caller=SYSTEM):
+        return self.submit(self._registration(fields, caller))
+
+    def registers_later(self):
+        """Whether register_instance_later can be asked. Not of a one-process peer: it learns
+        outcomes on its Raft thread, which must never answer HTTP. An HTTP worker's replica can
+        (cluster/worker_replica.py)."""
+        return False
+
+    def register_instance_later(self, fields, caller, on_done):
+        """register_instance without a waiting thread: on_done(result, None) or on_done(None,
+        WriteUnavailable) follows exactly once, on the thread that learns the outcome, which
+        it must only hand on."""
+        raise NotImplementedError("this peer registers only on the request's own thread (registers_later)")
+
+    def _registration(self, fields, caller):
         generated = "inst_%016x" % _instance_ids.getrandbits(64)
-        return self.submit(commands.register_instance(fields, generated, time.time_ns(), caller))
+        return commands.register_instance(fields, generated, time.time_ns(), caller)
 
     def remove_instance(self, instance_id, caller=SYSTEM):
         return self.submit(commands.remove_instance(instance_id, caller))

@@ -93,6 +93,18 @@ def request_mark(hop):
             _events.append((time.monotonic_ns(), hop, cid))
 
 
+def request_left():
+    """The thread that started a write leaves its end to another (api/loop_answers.py)."""
+    if _events is not None:
+        _request.cid = None
+
+
+def request_resumed(cid):
+    """On the thread that ends a write another started: its later hops are this thread's."""
+    if _events is not None:
+        _request.cid = cid
+
+
 def request_done():
     if _events is not None:
         request_mark("http.written")

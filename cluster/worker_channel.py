@@ -20,6 +20,7 @@ import pickle
 import socket
 import struct
 import threading
+import time
 
 import orjson
 
@@ -192,42 +193,76 @@ class Channel:
         log.debug("%s closed: %s", self.name, why)
 
 
+class _Waiting:
+    """A call awaiting its outcome: a thread waits on `done`, or `on_outcome` is told."""
+
+    __slots__ = ("done", "on_outcome", "outcome", "deadline", "operation", "key")
+
+    def __init__(self, operation, key, done=None, on_outcome=None, deadline=None):
+        self.done = done
+        self.on_outcome = on_outcome
+        self.outcome = None
+        self.deadline = deadline
+        self.operation = operation
+        self.key = key
+
+
 class Calls:
     """Calls over a channel awaiting their replies: many in flight at once, each with its deadline.
     A call may also be settled by a key of its own (settle), by what the caller's side learns
-    before any reply would come: an HTTP worker's write, by its replica applying it."""
+    before any reply would come: an HTTP worker's write, by its replica applying it. A call
+    either holds its thread until then (call) or has a callback told (call_later)."""
 
     def __init__(self, channel):
         self._channel = channel
         self._ids = itertools.count(1)
-        self._waiting = {}
+        self._waiting = {}  # call id -> _Waiting
         self._keyed = {}  # settled_by key -> call id
         self._lock = threading.Lock()
 
     def call(self, operation, arguments, timeout, *, settled_by=None):
         """The outcome the other side replied with, or the one settle gave for `settled_by`
         first; ChannelClosed, or TimeoutError past timeout."""
-        call_id = next(self._ids)
-        done = threading.Event()
-        slot = [done, None]
-        with self._lock:
-            self._waiting[call_id] = slot
-            if settled_by is not None:
-                self._keyed[settled_by] = call_id
+        waiting = _Waiting(operation, settled_by, done=threading.Event())
+        call_id = self._register(waiting)
         try:
             self._channel.send(encode(CALL, [call_id, operation, arguments]))
-            if not done.wait(timeout):
+            if not waiting.done.wait(timeout):
                 if self._channel.closed:
                     raise ChannelClosed(self._channel.name)
                 raise TimeoutError(f"{operation} not answered within {timeout:g}s")
         finally:
             with self._lock:
-                self._waiting.pop(call_id, None)
-                if settled_by is not None:
-                    self._keyed.pop(settled_by, None)
-        if slot[1] is None:
+                self._forget_locked(call_id)
+        if waiting.outcome is None:
             raise ChannelClosed(self._channel.name)
-        return slot[1]
+        return waiting.outcome
+
+    def call_later(self, operation, arguments, timeout, on_outcome, *, settled_by=None):
+        """call without a waiting thread: on_outcome(the outcome) once it comes, or on_outcome(
+        ChannelClosed or TimeoutError), exactly once, on the thread that learns it (the channel's
+        reader, a settle's caller, expire's caller; this one if the send fails). It must only
+        hand the outcome on."""
+        waiting = _Waiting(operation, settled_by, on_outcome=on_outcome, deadline=time.monotonic() + timeout)
+        call_id = self._register(waiting)
+        try:
+            self._channel.send(encode(CALL, [call_id, operation, arguments]))
+        except ChannelClosed as error:
+            self._end(call_id, error)
+
+    def _register(self, waiting):
+        call_id = next(self._ids)
+        with self._lock:
+            self._waiting[call_id] = waiting
+            if waiting.key is not None:
+                self._keyed[waiting.key] = call_id
+        return call_id
+
+    def _forget_locked(self, call_id):
+        waiting = self._waiting.pop(call_id, None)
+        if waiting is not None and waiting.key is not None:
+            self._keyed.pop(waiting.key, None)
+        return waiting
 
     def awaited_keys(self):
         """The settled_by keys of the calls waiting now (a copy)."""
@@ -243,32 +278,72 @@ class Calls:
         """Settle the waiting calls made with these keys: [(key, outcome)]; a key no call waits on
         (nor will: keys are unique, and registered before the call is sent) is passed over."""
         with self._lock:
-            settled = [self._settle_locked(self._keyed.pop(key, None), outcome) for key, outcome in outcomes]
-        for done in settled:
-            if done is not None:
-                done.set()
+            ended = [self._settle_locked(self._keyed.get(key), outcome) for key, outcome in outcomes]
+        for waiting in ended:
+            _tell(waiting)
 
     def replied(self, payload):
         call_id, outcome = orjson.loads(payload)
         with self._lock:
-            done = self._settle_locked(call_id, outcome)
-        if done is not None:
-            done.set()
+            waiting = self._settle_locked(call_id, outcome)
+        _tell(waiting)
 
     def _settle_locked(self, call_id, outcome):
         """The first outcome of a call stands (a reply after a settle, or the other way, is late)."""
-        slot = self._waiting.get(call_id)
-        if slot is None or slot[1] is not None:
+        waiting = self._waiting.get(call_id)
+        if waiting is None or waiting.outcome is not None:
             return None
-        slot[1] = outcome
-        return slot[0]
+        waiting.outcome = outcome
+        if waiting.on_outcome is not None:
+            self._forget_locked(call_id)  # no thread of its own comes back for it
+        return waiting
+
+    def _end(self, call_id, error):
+        with self._lock:
+            waiting = self._forget_locked(call_id)
+        if waiting is not None:
+            _tell_later(waiting, error)
+
+    def expire(self, now):
+        """End the call_later calls whose deadline passed with TimeoutError (some thread must call
+        this a few times a second: nothing else would, should the other side never answer)."""
+        with self._lock:
+            expired = [(call_id, waiting) for call_id, waiting in self._waiting.items()
+                       if waiting.deadline is not None and waiting.deadline <= now]
+            for call_id, _ in expired:
+                self._forget_locked(call_id)
+        for _, waiting in expired:
+            _tell_later(waiting, TimeoutError(f"{waiting.operation} not answered in time"))
 
     def fail_all(self):
         """The channel is gone: every waiting call ends now, not at its deadline."""
         with self._lock:
-            slots = list(self._waiting.values())
-        for slot in slots:
-            slot[0].set()
+            ended = list(self._waiting.items())
+            for call_id, waiting in ended:
+                if waiting.on_outcome is not None:
+                    self._forget_locked(call_id)
+        for _, waiting in ended:
+            if waiting.done is not None:
+                waiting.done.set()  # its thread finds no outcome: ChannelClosed
+            else:
+                _tell_later(waiting, ChannelClosed(self._channel.name))
+
+
+def _tell(waiting):
+    if waiting is None:
+        return
+    if waiting.on_outcome is not None:
+        _tell_later(waiting, waiting.outcome)
+    else:
+        waiting.done.set()
+
+
+def _tell_later(waiting, outcome):
+    # Often on the thread reading the channel: a callback's failure must not end that thread.
+    try:
+        waiting.on_outcome(outcome)
+    except Exception:
+        log.exception("handing on the outcome of a %s call failed", waiting.operation)
 
 
 def reply(channel, call_id, outcome):

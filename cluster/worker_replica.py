@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 READY_LAG_SECONDS = 1.0
 # Calls that are not writes (a cluster view asks every worker for its digest) get this long.
 CALL_TIMEOUT_SECONDS = 15.0
+DEADLINE_CHECK_SECONDS = 0.1
 
 
 class ScanProgress:
@@ -114,14 +115,24 @@ class WorkerReplica(PeerReads, PeerWrites):
             raise ChannelClosed(f"expected the snapshot frame, got kind {kind}")
         self.state.replace(_loaded(payload))
         self._reader = threading.Thread(target=self._read, name="replica-feed", daemon=True)
+        self._deadlines = threading.Thread(target=self._expire_calls, name="call-deadlines", daemon=True)
+        self._stopped = threading.Event()
 
     def start(self):
         self._reader.start()
+        self._deadlines.start()
         self._status_received.wait(5.0)
         return self
 
     def stop(self):
+        self._stopped.set()
         self.channel.close("the worker stops")
+
+    def _expire_calls(self):
+        # Writes no thread waits for (register_instance_later) end at their deadline here, should
+        # the Raft process never answer them.
+        while not self._stopped.wait(DEADLINE_CHECK_SECONDS):
+            self.calls.expire(time.monotonic())
 
     # -- the stream from the Raft process ---------------------------------------------------------
 
@@ -191,9 +202,16 @@ class WorkerReplica(PeerReads, PeerWrites):
         try:
             outcome = self.calls.call(operation, arguments, timeout, settled_by=settled_by)
         except (ChannelClosed, TimeoutError) as error:
-            raise WriteUnavailable(f"this peer's Raft process did not answer ({error or 'it is gone'}); "
+            outcome = error
+        return self._outcome_of(operation, outcome)
+
+    @staticmethod
+    def _outcome_of(operation, outcome):
+        """What a call's outcome (or its ChannelClosed or TimeoutError) returns or raises."""
+        if isinstance(outcome, Exception):
+            raise WriteUnavailable(f"this peer's Raft process did not answer ({outcome or 'it is gone'}); "
                                    "it may or may not have been applied (retrying the same request is safe)",
-                                   outcome_unknown=True) from None
+                                   outcome_unknown=True)
         if "ok" in outcome:
             return outcome["ok"]
         if "unavailable" in outcome:
@@ -204,7 +222,10 @@ class WorkerReplica(PeerReads, PeerWrites):
         raise RuntimeError(f"the Raft process failed a {operation} call: {outcome.get('failed')}")
 
     def _write(self, operation, arguments, timeout, settled_by=None):
-        answer = self._call(operation, arguments, timeout, settled_by)
+        return self._held(self._call(operation, arguments, timeout, settled_by), timeout)
+
+    def _held(self, answer, timeout):
+        """The write's result once this replica holds it, waiting at most `timeout` for that."""
         # Here already when this replica settled it (a submitted command with an id), and normally
         # when the Raft process replied: the batch came down the channel before the reply did.
         result = answer["result"]
@@ -234,6 +255,33 @@ class WorkerReplica(PeerReads, PeerWrites):
     def renew_instance(self, instance_id, fields, caller=SYSTEM):
         timeout = self.config.renewal_flush_seconds + self._write_timeout() + 1.0
         return self._write("renew", [instance_id, fields, caller], timeout)
+
+    def registers_later(self):
+        return True
+
+    def register_instance_later(self, fields, caller, on_done):
+        """The registration answered from the thread that settles it (the feed's, as this replica
+        applies it: _settle_own_writes), with no thread waiting for it: waitress' loop thread
+        starts it and that thread sends the answer (api/loop_answers.py)."""
+        command = self._identified(self._registration(fields, caller))
+        command_id = command["cid"]
+
+        def outcome(answer):
+            tracing.request_resumed(command_id)
+            try:
+                # Held already when settled here; a reply (only a failure comes so) waits for nothing.
+                result = self._held(self._outcome_of("submit", answer), timeout=0)
+            except (WriteUnavailable, MembershipError) as error:
+                on_done(None, error)
+            except Exception as error:
+                log.exception("a registration's outcome could not be read")
+                on_done(None, error)
+            else:
+                on_done(result, None)
+
+        self.calls.call_later("submit", [command], self._write_timeout(), outcome, settled_by=command_id)
+        tracing.request_left()
+        return True
 
     def report_self(self):
         return self._write("report_self", [], self._write_timeout())

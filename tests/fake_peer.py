@@ -34,6 +34,10 @@ class FakePeer(PeerReads):
         self.state = WatchedState()
         self.submitted = []
         self.unavailable = None  # a WriteUnavailable every submit raises, when set
+        # Registrations started on waitress' loop thread and answered from another, as an HTTP
+        # worker's replica does (api/loop_answers.py); off, as in a one-process peer.
+        self.writes_later = False
+        self.later_delay = 0.0
         self.leader = raft  # None: no leader known
         self.corrupted = []
         self._lock = threading.Lock()
@@ -60,6 +64,22 @@ class FakePeer(PeerReads):
 
     def register_instance(self, fields, caller=SYSTEM):
         return self.submit(commands.register_instance(fields, f"inst_{len(self.submitted)}", time.time_ns(), caller))
+
+    def registers_later(self):
+        return self.writes_later
+
+    def register_instance_later(self, fields, caller, on_done):
+        """As an HTTP worker's replica does: the outcome told from another thread (here one of its
+        own, after `later_delay` seconds), never the caller's."""
+        def commit():
+            time.sleep(self.later_delay)
+            try:
+                result, error = self.register_instance(fields, caller), None
+            except WriteUnavailable as failed:
+                result, error = None, failed
+            on_done(result, error)
+
+        threading.Thread(target=commit, daemon=True).start()
 
     def remove_instance(self, instance_id, caller=SYSTEM):
         return self.submit(commands.remove_instance(instance_id, caller))

@@ -29,7 +29,7 @@ class RaftSide:
     def __init__(self, channel, tmp_path):
         self.channel = channel
         self.state = WatchedState()
-        config = dataclasses.asdict(PeerConfig(data_dir=str(tmp_path)))
+        config = dataclasses.asdict(PeerConfig(data_dir=str(tmp_path), write_timeout_seconds=0.2))
         channel.send(encode(HELLO, {"number": 1, "config": config, "url": "http://127.0.0.1:1",
                                     "clusterSecret": "secret", "log": {}}))
         channel.send(encode_snapshot(snapshot_of(self.state.copy_parts())))
@@ -132,3 +132,38 @@ def test_a_batch_of_other_writes_leaves_a_waiting_write_waiting(worker):
     raft.channel.send(encode(BATCH, [index, [mine]]))
     thread.join(5)
     assert outcome == {"result": expected}
+
+
+def registered_later(replica, slug):
+    """register_instance_later's (result, error) and the thread it came on, once it comes."""
+    told = []
+    came = threading.Event()
+
+    def on_done(result, error):
+        told.append((result, error, threading.current_thread().name))
+        came.set()
+
+    replica.register_instance_later(validate_registration({"url": f"http://127.0.0.1:9/{slug}", "slug": slug}),
+                                    "admin", on_done)
+    return told, came
+
+
+def test_a_registration_no_thread_waits_for_is_told_from_the_feed_as_its_batch_applies(worker):
+    raft, replica = worker
+    assert replica.registers_later()
+    told, came = registered_later(replica, "later")
+    _, command = raft.next_submission()
+    index, expected = raft.apply(command)
+    raft.channel.send(encode(BATCH, [index, [command]]))
+    assert came.wait(5)
+    assert told == [(expected, None, "replica-feed")]
+    assert replica.board.highest() == index  # noted for the next read, whichever worker takes it
+
+
+def test_a_registration_never_answered_is_told_so_at_its_deadline(worker):
+    raft, replica = worker
+    told, came = registered_later(replica, "unanswered")
+    raft.next_submission()  # and never answered
+    assert came.wait(10)
+    [(result, error, _)] = told
+    assert result is None and isinstance(error, WriteUnavailable) and error.outcome_unknown
