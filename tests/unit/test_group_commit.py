@@ -73,21 +73,35 @@ def test_concurrent_writers_share_batches():
     committer.stop()
 
 
-def test_a_lone_write_is_sent_by_its_own_thread_and_writes_queue_while_the_slots_are_busy():
+def test_a_lone_write_is_sent_by_its_own_thread_and_writes_queue_behind_a_batch_in_flight():
     replica = ScriptedReplica(hold=True)
     committer = GroupCommitter(replica)
     outcomes = []
     committer.submit_async({"n": 0}, 5, lambda result, error: outcomes.append(result))
     assert replica.senders == [threading.current_thread().name]  # no hand-off to the committer
-    committer.submit_async({"n": 1}, 5, lambda result, error: outcomes.append(result))
-    assert len(replica.senders) == 2 and len(replica.held) == 2  # both slots taken, each alone
-    for n in (2, 3):  # no slot free: queued for the committer, which packs them into one batch
+    for n in (1, 2):  # a batch is on its way: queued for the committer, which packs them into one
         committer.submit_async({"n": n}, 5, lambda result, error: outcomes.append(result))
-    assert len(replica.batches) == 2
+    assert len(replica.batches) == 1
     replica.held.pop(0)([{"code": "ok"}], FAIL_REASON.SUCCESS)
-    wait_until(lambda: len(replica.batches) == 3, 5, "the committer to send the queued writes")
-    assert replica.batches[2] == [{"n": 2}, {"n": 3}]
-    assert replica.senders[2] == "group-commit"
+    wait_until(lambda: len(replica.batches) == 2, 5, "the committer to send the queued writes")
+    assert replica.batches[1] == [{"n": 1}, {"n": 2}]
+    assert replica.senders[1] == "group-commit"
+    committer.stop()
+
+
+def test_a_second_batch_goes_beside_a_first_held_up_on_its_way(monkeypatch):
+    monkeypatch.setattr(submit, "SECOND_BATCH_AFTER_SECONDS", 0.3)
+    replica = ScriptedReplica(hold=True)
+    committer = GroupCommitter(replica)
+    committer.submit_async({"n": 0}, 5, lambda result, error: None)
+    first_sent = time.monotonic()
+    committer.submit_async({"n": 1}, 5, lambda result, error: None)
+    assert len(replica.batches) == 1  # the first is young: the write waits for a fuller batch
+    wait_until(lambda: len(replica.batches) == 2, 5, "the second slot to open for the held-up first batch")
+    assert time.monotonic() - first_sent >= 0.3
+    assert replica.batches[1] == [{"n": 1}] and len(replica.held) == 2
+    committer.submit_async({"n": 2}, 5, lambda result, error: None)
+    assert len(replica.batches) == 2  # no third slot, and no lone send beside two in flight
     committer.stop()
 
 
