@@ -29,11 +29,11 @@ MAX_BATCH_BYTES = 48 * 1024  # below appendEntriesBatchSizeBytes (64 KiB): one m
 MAX_BATCHES_IN_FLIGHT = 2
 # The second batch goes out only once the first has been on its way this long: a batch takes
 # about 10 ms under load, so writes arriving meanwhile wait and go as one fuller batch, rather
-# than one alone in the second slot and the rest after it. Two slots at once halved the writes a
-# batch carried (15.9 against 27.1 at a follower, 64 connections, 2 workers a peer) for the
-# same CPU each: 2,458 -> 2,700 writes/s in one, 1,882 -> 2,041 in a one-process peer (latency
-# budget under wrk, same sitting, 2026-12-04). The second slot stays for a batch held up (a
-# slow flush, a callback lost with a leader).
+# than one alone in the second slot and the rest after it. Two slots at once made batches of
+# 15.2 writes instead of 25.5 at a follower (64 connections, 2 workers a peer), for the same CPU
+# each: 2,439 -> 2,724 writes/s there, 1,989 -> 2,081 in one-process peers (latency budget under
+# wrk, one sitting, 2026-12-04; README, "Writes at a worker, session 18"). The second slot stays
+# for a batch held up (a slow flush, a callback lost with a leader).
 SECOND_BATCH_AFTER_SECONDS = 0.05
 RETRY_PAUSE_SECONDS = 0.05
 # A batch in flight this long has lost its callback (a batch takes milliseconds): submit it again.

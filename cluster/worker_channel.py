@@ -3,8 +3,9 @@
 One Unix stream socket (a socketpair made before the worker starts) carries, in order, the
 Raft process's applied batches and status to the worker, and calls both ways, each call with
 an id so that many are in flight at once. A worker's write (a command with its own id) gets a
-reply only if it failed: the worker answers it as its replica applies it (Calls.settle). A frame is a 4-byte length, a 1-byte kind and an
-orjson payload, but for the snapshot, which is pickled (below).
+reply only if it failed: the worker answers it as its replica applies it (Calls.settle). A
+frame is a 4-byte length, a 1-byte kind and an orjson payload, but for the snapshot, which is
+pickled (below).
 
 Sends never wait for the other side while they can help it: a frame goes straight into the
 socket when nothing is queued before it (the Raft thread sends batches this way, and it must

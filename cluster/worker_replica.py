@@ -281,7 +281,6 @@ class WorkerReplica(PeerReads, PeerWrites):
 
         self.calls.call_later("submit", [command], self._write_timeout(), outcome, settled_by=command_id)
         tracing.request_left()
-        return True
 
     def report_self(self):
         return self._write("report_self", [], self._write_timeout())
