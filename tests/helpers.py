@@ -1,5 +1,6 @@
 """Helpers the tests of several files share: import them from here, not from one another's test files."""
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,3 +55,20 @@ def write_many(cluster, peers, prefix, count):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return {url for url in pool.map(write, range(count)) if url}
+
+
+def read_answer(reader):
+    """(status, decoded JSON body) of the next HTTP answer on a connection's reader (pipelining)."""
+    status, body = read_raw_answer(reader)
+    return status, json.loads(body)
+
+
+def read_raw_answer(reader):
+    """(status, body bytes) of the next HTTP answer on a connection's reader."""
+    status = int(reader.readline().split()[1])
+    length = None
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return status, reader.read(length)

@@ -14,6 +14,7 @@ from api.app import create_app
 from api.serve import make_server
 from cluster.submit import WriteUnavailable
 from tests.fake_peer import FakePeer
+from tests.helpers import read_answer
 from tests.waiting import wait_until
 
 REGISTER = "/registry-svc/instance"
@@ -118,13 +119,3 @@ def test_a_client_gone_before_its_answer_came_leaves_the_server_serving(served):
         wait_until(lambda: server.task_dispatcher.started_on_loop == 1, 10, "the registration started")
     wait_until(lambda: registered_urls(peer) == ["http://127.0.0.1:9305"], 10, "the registration committed")
     assert put(server.effective_port, token, {"url": "http://127.0.0.1:9306"})[0] == 201
-
-
-def read_answer(reader):
-    status = int(reader.readline().split()[1])
-    length = None
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-    return status, json.loads(reader.read(length))

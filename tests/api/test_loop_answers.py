@@ -16,6 +16,7 @@ from api.app import create_app
 from api.loop_answers import LoopAnsweringChannel, LoopAnsweringDispatcher
 from api.serve import make_server
 from tests.fake_peer import FakePeer
+from tests.helpers import read_answer, read_raw_answer
 from tests.waiting import wait_until
 
 LIST = "/registry-svc/instances"
@@ -49,23 +50,6 @@ def get(port, path, token, connection=None):
     body = response.read()
     headers = {name.lower(): value for name, value in response.getheaders() if name.lower() not in PER_ANSWER}
     return response.status, headers, body
-
-
-def read_answer(reader):
-    """(status, decoded JSON body) of the next answer on a connection's reader."""
-    status, body = read_raw_answer(reader)
-    return status, json.loads(body)
-
-
-def read_raw_answer(reader):
-    """(status, body bytes) of the next answer on a connection's reader."""
-    status = int(reader.readline().split()[1])
-    length = None
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-    return status, reader.read(length)
 
 
 def test_a_kept_list_is_answered_on_the_loop_thread_exactly_as_a_pool_thread_answers_it(served):
