@@ -113,9 +113,7 @@ class HotPath:
         if raw is None:
             return False
         try:
-            caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
-            check_permission(self._peer, caller, INSTANCE_EDIT)
-            payload = orjson.loads(raw)
+            caller, payload = self._allowed_registration(environ, raw)
 
             def done(result, error):
                 finish((started, caller, *self._registration_answer(result, error)))
@@ -124,6 +122,12 @@ class HotPath:
         except REFUSALS:
             return False
         return True
+
+    def _allowed_registration(self, environ, raw):
+        """(the allowed caller, the decoded body) of a registration; a refusal (REFUSALS) for Flask to word."""
+        caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
+        check_permission(self._peer, caller, INSTANCE_EDIT)
+        return caller, orjson.loads(raw)
 
     def _registration_answer(self, result, error):
         """(status, body, index, extra headers) answering a registration's outcome."""
@@ -158,9 +162,7 @@ class HotPath:
         if raw is None:
             return self.flask_wsgi_app(environ, start_response)
         try:
-            caller = caller_of(self._token_key, environ.get("HTTP_AUTHORIZATION", ""))
-            check_permission(self._peer, caller, INSTANCE_EDIT)
-            payload = orjson.loads(raw)
+            caller, payload = self._allowed_registration(environ, raw)
         except REFUSALS:
             return self._refused_write(environ, start_response, raw)
         try:
