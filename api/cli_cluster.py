@@ -244,10 +244,10 @@ def _print_status(local):
         [row[key] for key in ("url", "raft", "pid", "state", "leader", "appliedIndex", "commitIndex")]
         for row in rows])
     workers = [[row["url"], w["number"], w["pid"] if w["running"] else "down", w["stateIndex"], w["lagMs"],
-                w["restarts"]] for row in rows for w in row["httpWorkers"]]
+                w.get("feed"), w["restarts"]] for row in rows for w in row["httpWorkers"]]
     if workers:
         click.echo("")
-        _print_table(("HTTP WORKERS OF", "WORKER", "PID", "STATE INDEX", "LAG MS", "RESTARTS"), workers)
+        _print_table(("HTTP WORKERS OF", "WORKER", "PID", "STATE INDEX", "LAG MS", "FEED", "RESTARTS"), workers)
 
 
 def _print_table(header, rows):

@@ -5,7 +5,8 @@ with SO_REUSEPORT, api/serve.py) and starts N worker processes (api/worker.py), 
 on that port with a socket of its own, among which the kernel spreads connections evenly; each
 is a read replica of this peer (cluster/worker_replica.py). Over each worker's channel
 (cluster/worker_channel.py) this module sends a snapshot of the state and then every batch the
-Raft thread applies, in order, and a status of the Raft side a few times a second; it answers
+Raft thread applies, in order (held for a worker that no request needs, and sent with its next
+status: cluster/quiet_feed.py), and a status of the Raft side a few times a second; it answers
 the worker's calls: writes into the same group committer, barriers, membership, the cluster view.
 
 A worker that dies is started again (its acknowledged writes were committed before it answered
@@ -30,9 +31,11 @@ from registry.state import snapshot_of
 
 from . import membership
 from .answered_board import AnsweredBoard
+from .quiet_feed import FEED_LIVE, HeldFeed
 from .submit import WriteUnavailable
 from .worker_channel import (
-    BATCH, CALL, HELLO, PROGRESS, REPLY, STATUS, Calls, Channel, ChannelClosed, encode, encode_snapshot, reply,
+    BATCH, CALL, HELLO, PROGRESS, QUIET, REPLY, STATUS, Calls, Channel, ChannelClosed, encode, encode_snapshot,
+    reply,
 )
 
 log = logging.getLogger(__name__)
@@ -88,11 +91,18 @@ class WorkerLink:
         self.retiring = None  # why it is being replaced
         self.restart_at = None  # once its ended process was detached: when to start another
         self.fed = False  # its snapshot is queued: the stream and statuses may follow
+        self.feed = None  # its channel's HeldFeed
 
     # -- the feed: frames HttpWorkers made once for every fed worker ------------------------------
 
-    def send_feed(self, frame):
-        """A batch's frame, or a callable making a snapshot's."""
+    def send_batch(self, frame):
+        self.feed.batch(frame)
+
+    def send_after_held(self, frame):
+        """A status's frame, or a callable making a snapshot's: after every batch held before it."""
+        self.feed.after_held(frame)
+
+    def _send(self, frame):
         channel = self.channel
         if channel is not None and not channel.closed:
             try:
@@ -122,6 +132,7 @@ class WorkerLink:
         self.fed = False
         self.channel = Channel(ours, f"http-worker-{self.number}")
         self.calls = Calls(self.channel)
+        self.feed = HeldFeed(self._send)
         self.channel.send(encode(HELLO, dict(hello, number=self.number)))
         threading.Thread(target=self._read, args=(self.channel,), name=f"http-worker-{self.number}-reader",
                          daemon=True).start()
@@ -158,12 +169,13 @@ class WorkerLink:
         return {
             "number": self.number, "pid": self.process.pid if self.process else None, "running": alive,
             "stateIndex": self.state_index, "lagMs": int(self.lag_seconds(now) * 1000) if alive else None,
-            "restarts": self.restarts,
+            "restarts": self.restarts, "feed": ("quiet" if self.feed.quiet else "live") if alive else None,
         }
 
     def digest(self):
         """The worker's own state digest {index, sha256}, or None if it did not answer in time."""
         try:
+            self.feed.after_held(None)  # of its replica as current as this process's
             return self.calls.call("digest", [], DIGEST_TIMEOUT_SECONDS)
         except (ChannelClosed, TimeoutError, AttributeError):
             return None
@@ -179,10 +191,15 @@ class WorkerLink:
                     call_id, operation, arguments = orjson.loads(payload)
                     if operation == "submit":
                         self.workers.submit(channel, call_id, arguments[0])
+                    elif operation == FEED_LIVE:
+                        self.feed.go_live()  # what it held goes first: the reply says the worker holds it
+                        reply(channel, call_id, {"ok": None})
                     else:
                         self.workers.executor.submit(self.workers.answer, channel, call_id, operation, arguments)
                 elif kind == PROGRESS:
                     self.state_index, self.status_seen_at = orjson.loads(payload)
+                elif kind == QUIET:
+                    self.feed.go_quiet()
                 elif kind == REPLY:
                     calls.replied(payload)
         except ChannelClosed:
@@ -258,7 +275,7 @@ class HttpWorkers:
             # Under the state lock: every batch applied after these parts follows them in each channel.
             make_frame = _SharedSnapshot(parts)
             for link in links:
-                link.send_feed(make_frame)
+                link.send_after_held(make_frame)
             with self._fed_lock:
                 self._fed += tuple(links)
 
@@ -284,12 +301,12 @@ class HttpWorkers:
                 link.retire("a batch could not be encoded for it")
             return
         for link in fed:
-            link.send_feed(frame)
+            link.send_batch(frame)
 
     def replaced(self, parts):
         make_frame = _SharedSnapshot(parts)
         for link in self._fed:
-            link.send_feed(make_frame)
+            link.send_after_held(make_frame)
 
     def stop(self):
         self._stopping.set()
@@ -336,12 +353,8 @@ class HttpWorkers:
             status["sentAt"] = time.monotonic()
             frame = encode(STATUS, status)
             for link in self.links:
-                channel = link.channel
-                if link.fed and channel is not None and not channel.closed:
-                    try:
-                        channel.send(frame)
-                    except ChannelClosed:
-                        pass
+                if link.fed:
+                    link.send_after_held(frame)  # a quiet worker's batches come with it
 
     def _supervise(self):
         launched = self._start_once_replayed()

@@ -37,6 +37,7 @@ STATUS = 4  # Raft -> worker: the peer's Raft status, pushed a few times a secon
 CALL = 5  # either way: [call id, operation, arguments]
 REPLY = 6  # either way: [call id, outcome]
 PROGRESS = 7  # worker -> Raft: [the worker's state index, the last status' sentAt]
+QUIET = 8  # worker -> Raft: nothing here needs batches at once: send them with the status (cluster/quiet_feed.py)
 
 # What may sit queued behind a socket the other side does not read before the channel gives up.
 MAX_QUEUED_BYTES = 256 * 1024 * 1024

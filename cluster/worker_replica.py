@@ -6,7 +6,8 @@ so reads, filters, blocking reads and the listing cache run here exactly as in a
 peer (PeerReads). Writes, barriers and everything about Raft are calls to the Raft process
 (cluster/http_workers.py); a write is answered once this replica holds it, and noted on the
 peer's answered board, so the next request, whichever worker takes it, reads it (every read
-waits for the board's highest index). The Raft side's status arrives a few times a second.
+waits for the board's highest index). The Raft side's status arrives a few times a second, and
+with it the batches of a worker no request needed for a while (cluster/quiet_feed.py).
 """
 
 import logging
@@ -26,6 +27,7 @@ from .face import PeerStatus
 from .membership import MembershipError
 from .peer_reads import PeerReads
 from .peer_writes import PeerWrites
+from .quiet_feed import FeedDemand
 from .submit import WriteUnavailable
 from .watched_state import WatchedState
 from .worker_channel import BATCH, CALL, HELLO, PROGRESS, REPLY, SNAPSHOT, STATUS, Calls, ChannelClosed, decode_snapshot, encode, reply
@@ -57,9 +59,11 @@ class CatchingUpState(WatchedState):
     this peer answered (cluster/answered_board.py), for at most READY_LAG_SECONDS; a replica
     further behind than that is one /readyz calls not ready, and it answers from what it has."""
 
-    def __init__(self, board):
+    def __init__(self, board, demand=None):
+        """demand: the worker's FeedDemand (cluster/quiet_feed.py); None for a replica always fed at once."""
         super().__init__()
         self._board = board
+        self._demand = demand
         # Set on a thread whose request arrived while this replica held every answered write
         # (holds_every_answer): its reads need not wait, whatever was answered since (api/loop_answers.py
         # answers such requests on waitress' loop thread, which must never wait).
@@ -68,13 +72,15 @@ class CatchingUpState(WatchedState):
     def holds_every_answer(self):
         """Whether this replica holds every write any worker of this peer has answered; if so,
         reads on this thread take that as their catch-up until it is asked again."""
-        held = self._state.index >= self._board.highest()
+        held = (self._demand is None or self._demand.want()) and self._state.index >= self._board.highest()
         self._arrived_caught_up.held = held
         return held
 
     def _catch_up(self):
         if getattr(self._arrived_caught_up, "held", False):
             return
+        if self._demand is not None and not self._demand.want():
+            self._demand.wait_live(READY_LAG_SECONDS)
         target = self._board.highest()
         if self._state.index < target:
             self.wait_until_holding(math.inf, target, READY_LAG_SECONDS)
@@ -86,6 +92,12 @@ class CatchingUpState(WatchedState):
     def peek(self, query):
         self._catch_up()
         return super().peek(query)
+
+    def wait_for_change(self, kind, after_index, timeout, slug=None):
+        if self._demand is None:
+            return super().wait_for_change(kind, after_index, timeout, slug=slug)
+        with self._demand.holding():
+            return super().wait_for_change(kind, after_index, timeout, slug=slug)
 
 
 class WorkerReplica(PeerReads, PeerWrites):
@@ -106,7 +118,8 @@ class WorkerReplica(PeerReads, PeerWrites):
         self.url = hello["url"]
         self.cluster_secret = hello["clusterSecret"]
         self.board = board
-        self.state = CatchingUpState(board)
+        self.feed_demand = FeedDemand(channel, self.calls)
+        self.state = CatchingUpState(board, self.feed_demand)
         self.checkpoints = CheckpointLedger()
         self._status = None
         self._status_received = threading.Event()
@@ -132,7 +145,9 @@ class WorkerReplica(PeerReads, PeerWrites):
         # Writes no thread waits for (register_instance_later) end at their deadline here, should
         # the Raft process never answer them.
         while not self._stopped.wait(DEADLINE_CHECK_SECONDS):
-            self.calls.expire(time.monotonic())
+            now = time.monotonic()
+            self.calls.expire(now)
+            self.feed_demand.quiet_if_idle(now)
 
     # -- the stream from the Raft process ---------------------------------------------------------
 
@@ -199,6 +214,7 @@ class WorkerReplica(PeerReads, PeerWrites):
     # -- calls to the Raft process -------------------------------------------------------------------
 
     def _call(self, operation, arguments, timeout=CALL_TIMEOUT_SECONDS, settled_by=None):
+        self.feed_demand.want()  # a write's answer waits for its batch: the feed must be live by then
         try:
             outcome = self.calls.call(operation, arguments, timeout, settled_by=settled_by)
         except (ChannelClosed, TimeoutError) as error:
@@ -265,6 +281,7 @@ class WorkerReplica(PeerReads, PeerWrites):
         starts it and that thread sends the answer (api/loop_answers.py)."""
         command = self._identified(self._registration(fields, caller))
         command_id = command["cid"]
+        self.feed_demand.want()
 
         def outcome(answer):
             tracing.request_resumed(command_id)

@@ -147,6 +147,50 @@ def test_a_blocking_read_at_a_worker_wakes_for_a_write_at_another_peer(cluster):
         assert int(answer.headers["X-Registry-Index"]) > index
 
 
+def test_a_quiet_workers_first_read_holds_what_its_peer_applied_before_it(cluster):
+    """A worker no request needed for a while has its batches held by its Raft process
+    (cluster/quiet_feed.py); the first read there must still see every write the peer applied."""
+    leader = cluster.leader()
+    peer = cluster.followers(leader)[0]
+    workers = workers_of(cluster, peer)
+    observer = Connection(cluster, peer)  # keep-alive: the view is always asked of one worker
+    try:
+        observer.request("GET", "/registry-svc/cluster")
+        watching = worker_holding(workers, observer.port)
+
+        def the_other_quiet():
+            view = observer.request("GET", "/registry-svc/cluster")[2]["self"]
+            return [w for w in view["httpWorkers"] if w["number"] != watching and w["feed"] == "quiet"]
+
+        [quiet] = wait_until(the_other_quiet, 30, "the worker no request reaches to go quiet")
+        for attempt in range(3):
+            url = f"http://127.0.0.1:{7250 + attempt}/"
+            written = cluster.put_instance(leader, {"url": url, "slug": f"quiet-{attempt}"})
+            assert written.status_code == 201
+            written_at = int(written.headers["X-Registry-Index"])
+            wait_until(lambda: observer.request("GET", "/registry-svc/cluster")[2]["self"]["appliedIndex"] >= written_at,
+                       15, "the peer's Raft process to apply the write")
+            reader = None
+            for _ in range(100):  # a connection the kernel gave the quiet worker
+                reader = Connection(cluster, peer)
+                reader.http.connect()
+                if wait_until(lambda: worker_holding(workers, reader.port), 5, "the connection to be accepted") \
+                        == quiet["number"]:
+                    break
+                reader.close()
+            else:
+                pytest.fail("no connection landed on the quiet worker")
+            try:
+                status, headers, listed = reader.request("GET", f"/registry-svc/instances?slug=quiet-{attempt}")
+            finally:
+                reader.close()
+            assert status == 200 and [r["url"] for r in listed["instances"]] == [url]
+            assert int(headers["X-Registry-Index"]) >= written_at
+            wait_until(the_other_quiet, 30, "the worker to go quiet again")
+    finally:
+        observer.close()
+
+
 def test_a_worker_killed_under_write_load_loses_no_acknowledged_write_and_comes_back(cluster):
     leader = cluster.leader()
     peer = cluster.followers(leader)[0]
