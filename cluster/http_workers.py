@@ -99,7 +99,8 @@ class WorkerLink:
         self.feed.batch(frame)
 
     def send_after_held(self, frame):
-        """A status's frame, or a callable making a snapshot's: after every batch held before it."""
+        """A status's frame, or a callable making a snapshot's, after every batch held before it
+        (None: only those)."""
         self.feed.after_held(frame)
 
     def _send(self, frame):
@@ -345,16 +346,17 @@ class HttpWorkers:
 
     def _push_status(self):
         while not self._stop.wait(STATUS_PERIOD_SECONDS):
+            frame = None
             try:
                 status = dataclasses.asdict(self.peer.status())
+                status["sentAt"] = time.monotonic()
+                frame = encode(STATUS, status)
             except Exception:
                 log.exception("the peer's status could not be read for its workers")
-                continue
-            status["sentAt"] = time.monotonic()
-            frame = encode(STATUS, status)
             for link in self.links:
                 if link.fed:
-                    link.send_after_held(frame)  # a quiet worker's batches come with it
+                    # A quiet worker's batches come with it, and still come without one.
+                    link.send_after_held(frame)
 
     def _supervise(self):
         launched = self._start_once_replayed()
