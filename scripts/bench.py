@@ -12,7 +12,10 @@ Stages (--only picks some):
             list; 1 and --connections connections); writes (distinct 300-byte records) at the
             leader and a follower with 1 and --connections connections
   workers   the registry stage's reads and writes again, on peers with --http-workers worker
-            processes each (CPU counts every process of a peer)
+            processes each (CPU counts every process of a peer); then one-connection writes at
+            the leader and a follower of a one-process cluster and a workers cluster up side by
+            side, --interleaved-rounds rounds alternating between them (bench_interleaved.py):
+            issue 16's one-connection goals are judged on their medians
   failover  a cluster of its own: a write every 20 ms at a survivor while the leader is killed
             -9; --rounds rounds, the killed peer restarted between rounds (bench_failover.py)
   bare      bare Flask + waitress (16 threads, the registry's default): PUT parsing the same
@@ -97,6 +100,10 @@ def parse_args(argv):
     parser.add_argument("--http-workers", type=int, default=2,
                         help="HTTP worker processes per peer in the workers stage (default 2)")
     parser.add_argument("--rounds", type=int, help="failover rounds (default 10; smoke 1)")
+    parser.add_argument("--interleaved-rounds", type=int, help="rounds of the workers stage's interleaved "
+                        "one-connection writes, one process against workers (default 8; smoke 1)")
+    parser.add_argument("--interleaved-seconds", type=float, help="seconds per wrk run of those rounds "
+                        "(default 3; smoke 1)")
     parser.add_argument("--instances", type=int, help="instances for the scale stage (default 100000; smoke 1000)")
     parser.add_argument("--list-size", type=int, default=1000, help="instances in the listed reads")
     parser.add_argument("--list-samples", type=int, help="full-list GETs at scale (default 5; smoke 2)")
@@ -116,6 +123,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     smoke = args.smoke
     defaults = {"duration": (10.0, 1.0), "warmup": (2.0, 0.0), "rounds": (10, 1), "instances": (100000, 1000),
+                "interleaved_rounds": (8, 1), "interleaved_seconds": (3.0, 1.0),
                 "list_samples": (5, 2), "raw_commands": (50000, 2000), "raw_single": (1000, 50)}
     for name, (full, brief) in defaults.items():
         if getattr(args, name) is None:

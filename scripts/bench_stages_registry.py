@@ -10,6 +10,7 @@ import psutil
 import bench_failover
 import bench_support
 from bench_cluster import Registry, server_latency
+from bench_interleaved import interleaved_writes, summary
 from bench_support import GET_LUA, PUT_LUA, StageError, log, raft_timings, record_body
 
 
@@ -53,9 +54,34 @@ class RegistryStages:
         self.measure_reads_and_writes("registry", [])
 
     def stage_workers(self):
-        """The registry stage again, on peers serving HTTP from --http-workers processes each."""
+        """The registry stage again, on peers serving HTTP from --http-workers processes each; then
+        one-connection writes on a one-process cluster and a workers one side by side, interleaved."""
         self.results.setdefault("workers", {})["httpWorkers"] = self.args.http_workers
         self.measure_reads_and_writes("workers", ["--http-workers", str(self.args.http_workers)])
+        self.measure_one_connection_writes_interleaved()
+
+    def measure_one_connection_writes_interleaved(self):
+        """A one-connection write's p50 with workers against one process, as the median of rounds
+        that alternate between two clusters up at once: on this machine single runs of the same
+        code scatter by more than the 0.3 ms goal (scripts/bench_interleaved.py)."""
+        a = self.args
+        serve_args = {"oneProcess": [], "workers": ["--http-workers", str(a.http_workers)]}
+        clusters = {}
+        try:
+            for name, extra in serve_args.items():
+                clusters[name] = Registry(self.workdir, f"interleaved-{name}", a.peer_arg + extra).start()
+            runs = interleaved_writes(self.wrk_binary, clusters, spots=("leader", "follower"), connection_counts=(1,),
+                                      rounds=a.interleaved_rounds, seconds=a.interleaved_seconds)
+        finally:
+            for cluster in clusters.values():
+                cluster.stop()
+        out = self.results["workers"]["interleavedC1"] = {"rounds": a.interleaved_rounds,
+                                                           "seconds": a.interleaved_seconds}
+        for (name, spot, _), results in runs.items():
+            out.setdefault(name, {})[spot] = summary(results)
+        for spot in ("leader", "follower"):
+            log(f"interleaved one-connection writes at the {spot}: p50 {out['workers'][spot]['p50Ms']:.2f} ms with "
+                f"workers, {out['oneProcess'][spot]['p50Ms']:.2f} ms in one process (medians of {a.interleaved_rounds})")
 
     def measure_reads_and_writes(self, stage, serve_args):
         a = self.args
