@@ -1,14 +1,22 @@
 """Helpers the tests of several files share: import them from here, not from one another's test files."""
 
+import contextlib
+import dataclasses
 import json
 import os
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from cluster.answered_board import AnsweredBoard
+from cluster.config import PeerConfig
+from cluster.worker_channel import HELLO, Channel, encode, encode_snapshot
+from cluster.worker_replica import WorkerReplica
 from registry import commands
 from registry.instances import validate_registration
+from registry.state import snapshot_of
 
 # The cluster and chaos suites run once with one-process peers and once with HTTP workers
 # (tox's cluster-workers and chaos-workers environments set this).
@@ -72,3 +80,26 @@ def read_raw_answer(reader):
         if name.lower() == "content-length":
             length = int(value)
     return status, reader.read(length)
+
+
+def greet_worker(channel, tmp_path, state, write_timeout_seconds):
+    """What HttpWorkers first sends a worker: its hello, then `state`'s snapshot."""
+    config = dataclasses.asdict(PeerConfig(data_dir=str(tmp_path), write_timeout_seconds=write_timeout_seconds))
+    channel.send(encode(HELLO, {"number": 1, "config": config, "url": "http://127.0.0.1:1",
+                                "clusterSecret": "secret", "log": {}}))
+    channel.send(encode_snapshot(snapshot_of(state.copy_parts())))
+
+
+@contextlib.contextmanager
+def worker_replica_beside(make_raft_side, tmp_path):
+    """(the Raft side, a real WorkerReplica) over a socketpair; make_raft_side(channel, tmp_path)
+    plays the Raft process (it must greet the worker first); both ends closed after."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    raft_channel, worker_channel = Channel(ours, "raft-side"), Channel(theirs, "worker-side")
+    raft = make_raft_side(raft_channel, tmp_path)
+    replica = WorkerReplica(worker_channel, AnsweredBoard.create(1), on_lost=lambda why: None).start()
+    try:
+        yield raft, replica
+    finally:
+        replica.stop()
+        raft_channel.close()

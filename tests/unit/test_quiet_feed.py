@@ -3,8 +3,6 @@ next status, or until a request at the worker asks for them, which it then reads
 applied before it asked. The worker is a real WorkerReplica over a socketpair; its Raft side
 answers as cluster/http_workers.py does, with the same HeldFeed."""
 
-import dataclasses
-import socket
 import threading
 import time
 
@@ -12,16 +10,13 @@ import orjson
 import pytest
 
 from cluster import quiet_feed
-from cluster.answered_board import AnsweredBoard
-from cluster.config import PeerConfig
 from cluster.quiet_feed import FEED_LIVE, FeedDemand, HeldFeed
 from cluster.watched_state import WatchedState
-from cluster.worker_channel import BATCH, CALL, HELLO, QUIET, STATUS, Channel, encode, encode_snapshot, reply
-from cluster.worker_replica import WorkerReplica
+from cluster.worker_channel import BATCH, CALL, QUIET, STATUS, encode, reply
 from registry import commands
 from registry.errors import OK
 from registry.instances import validate_registration
-from registry.state import snapshot_of
+from tests.helpers import greet_worker, worker_replica_beside
 from tests.waiting import wait_until
 
 QUIET_AFTER = 0.2
@@ -65,10 +60,7 @@ class RaftSide:
         self.state = WatchedState()
         self.feed = HeldFeed(channel.send)
         self.calls = []
-        config = dataclasses.asdict(PeerConfig(data_dir=str(tmp_path), write_timeout_seconds=2.0))
-        channel.send(encode(HELLO, {"number": 1, "config": config, "url": "http://127.0.0.1:1",
-                                    "clusterSecret": "secret", "log": {}}))
-        channel.send(encode_snapshot(snapshot_of(self.state.copy_parts())))
+        greet_worker(channel, tmp_path, self.state, write_timeout_seconds=2.0)
         self.status()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -103,13 +95,8 @@ class RaftSide:
 @pytest.fixture
 def worker(tmp_path, monkeypatch):
     monkeypatch.setattr(quiet_feed, "QUIET_AFTER_SECONDS", QUIET_AFTER)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    raft_channel, worker_channel = Channel(ours, "raft-side"), Channel(theirs, "worker-side")
-    raft = RaftSide(raft_channel, tmp_path)
-    replica = WorkerReplica(worker_channel, AnsweredBoard.create(1), on_lost=lambda why: None).start()
-    yield raft, replica
-    replica.stop()
-    raft_channel.close()
+    with worker_replica_beside(RaftSide, tmp_path) as pair:
+        yield pair
 
 
 def registration(slug):

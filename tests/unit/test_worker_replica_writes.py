@@ -2,25 +2,21 @@
 the Raft process replies only to a failure. Over a real socketpair, the Raft side played here
 by a RegistryState of its own that applies what the worker sends."""
 
-import dataclasses
-import socket
 import threading
 import time
 
 import orjson
 import pytest
 
-from cluster.answered_board import AnsweredBoard
-from cluster.config import PeerConfig
 from cluster.quiet_feed import FEED_LIVE
 from cluster.submit import WriteUnavailable
 from cluster.watched_state import WatchedState
-from cluster.worker_channel import BATCH, CALL, HELLO, PROGRESS, STATUS, Channel, encode, encode_snapshot, reply
-from cluster.worker_replica import WorkerReplica
+from cluster.worker_channel import BATCH, CALL, PROGRESS, STATUS, encode, encode_snapshot, reply
 from registry import commands
 from registry.state import snapshot_of
 from registry.errors import OK
 from registry.instances import validate_registration
+from tests.helpers import greet_worker, worker_replica_beside
 
 
 class RaftSide:
@@ -30,10 +26,7 @@ class RaftSide:
     def __init__(self, channel, tmp_path):
         self.channel = channel
         self.state = WatchedState()
-        config = dataclasses.asdict(PeerConfig(data_dir=str(tmp_path), write_timeout_seconds=0.2))
-        channel.send(encode(HELLO, {"number": 1, "config": config, "url": "http://127.0.0.1:1",
-                                    "clusterSecret": "secret", "log": {}}))
-        channel.send(encode_snapshot(snapshot_of(self.state.copy_parts())))
+        greet_worker(channel, tmp_path, self.state, write_timeout_seconds=0.2)
         channel.send(encode(STATUS, {"sentAt": time.monotonic()}))
 
     def next_submission(self):
@@ -61,13 +54,8 @@ class RaftSide:
 
 @pytest.fixture
 def worker(tmp_path):
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    raft_channel, worker_channel = Channel(ours, "raft-side"), Channel(theirs, "worker-side")
-    raft = RaftSide(raft_channel, tmp_path)
-    replica = WorkerReplica(worker_channel, AnsweredBoard.create(1), on_lost=lambda why: None).start()
-    yield raft, replica
-    replica.stop()
-    raft_channel.close()
+    with worker_replica_beside(RaftSide, tmp_path) as pair:
+        yield pair
 
 
 def registration(slug):
