@@ -6,12 +6,13 @@ workers at once: on a 3-peer cluster with two workers a peer, a lone write woke 
 processes, five of them serving nobody (the leader's and the other follower's, and the writing
 worker's sibling), all wanting a core at the moment the write's own worker needed one to answer.
 On two cores that contention, not the work, was most of the extra latency of a one-connection
-write at a follower with workers: side by side on one machine, one-process peers 3.18 ms p50,
-workers fed at once 4.18 ms, workers whose idle siblings' batches were held 3.53 ms (six
-interleaved 3-second runs each, 2026-12-04; README, "A quiet worker's feed").
+write at a follower with workers: with three clusters up side by side and their runs interleaved
+(scripts/bench_interleaved.py, 8 rounds, 2026-12-04), one-process peers 2.60 ms p50, workers fed
+at once 3.17 ms, quiet workers 2.76 ms (README, "A quiet worker's feed").
 
-So a worker that no request has needed for QUIET_AFTER_SECONDS (and that holds no blocking
-read) tells its Raft process it is quiet (a QUIET frame); the Raft process then holds its
+So a worker that no request has needed for QUIET_AFTER_SECONDS (and that holds no blocking read
+and awaits no call: a write waits for its own batch) tells its Raft process it is quiet (a QUIET
+frame); the Raft process then holds its
 batches and sends them, in order, right before each status (a few times a second), which keeps
 its replica as far behind as the status age the supervisor and /readyz already judge it by. The
 first request after that asks for the live feed (a "feed_live" call): the Raft process sends
@@ -138,7 +139,8 @@ class FeedDemand:
     def quiet_if_idle(self, now):
         """Called a few times a second: go quiet if no request needed the feed for a while."""
         with self._lock:
-            if self._quiet or self._holding or now - self._last_wanted < self._quiet_after:
+            if (self._quiet or self._holding or now - self._last_wanted < self._quiet_after
+                    or self._calls.any_waiting()):
                 return False
             try:
                 self._channel.send(encode(QUIET, None))

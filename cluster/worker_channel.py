@@ -266,6 +266,10 @@ class Calls:
             self._keyed.pop(waiting.key, None)
         return waiting
 
+    def any_waiting(self):
+        """Whether a call made here still waits for its outcome."""
+        return bool(self._waiting)
+
     def awaited_keys(self):
         """The settled_by keys of the calls waiting now (a copy)."""
         with self._lock:

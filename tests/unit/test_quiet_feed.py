@@ -153,7 +153,7 @@ def test_a_blocking_read_keeps_its_worker_live_while_it_waits(worker):
     wait_until(lambda: raft.feed.quiet, 5, "the worker to go quiet once nothing waits")
 
 
-def test_feed_demand_goes_quiet_only_after_the_idle_spell_and_asks_once_for_many_requests():
+def test_feed_demand_goes_quiet_only_after_the_idle_spell_with_no_call_waiting_and_asks_once_for_many():
     frames, asked = [], []
 
     class Channel:
@@ -161,12 +161,21 @@ def test_feed_demand_goes_quiet_only_after_the_idle_spell_and_asks_once_for_many
             frames.append(frame)
 
     class Calls:
+        waiting = False
+
         def call_later(self, operation, arguments, timeout, on_outcome):
             asked.append((operation, on_outcome))
 
-    demand = FeedDemand(Channel(), Calls(), quiet_after=10.0)
+        def any_waiting(self):
+            return self.waiting
+
+    calls = Calls()
+    demand = FeedDemand(Channel(), calls, quiet_after=10.0)
     now = time.monotonic()
     assert not demand.quiet_if_idle(now + 5.0)
+    calls.waiting = True  # a write still waits for its batch
+    assert not demand.quiet_if_idle(now + 11.0)
+    calls.waiting = False
     assert demand.quiet_if_idle(now + 11.0) and demand.quiet and len(frames) == 1
     assert demand.want() is False and demand.want() is False
     assert [operation for operation, _ in asked] == [FEED_LIVE]
