@@ -57,14 +57,13 @@ class HeldFeed:
     def batch(self, frame):
         """On the Raft thread: one applied batch's frame."""
         with self._lock:
-            if self._quiet:
-                self._held.append(frame)
-                self._held_bytes += len(frame)
-                if self._held_bytes < MAX_HELD_BYTES:
-                    return
-                self._send_held_locked()
+            if not self._quiet:
+                self._send(frame)
                 return
-            self._send(frame)
+            self._held.append(frame)
+            self._held_bytes += len(frame)
+            if self._held_bytes >= MAX_HELD_BYTES:
+                self._send_held_locked()
 
     def after_held(self, frame):
         """Send `frame` after every batch held so far (a status, a snapshot, a call)."""

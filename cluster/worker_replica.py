@@ -10,6 +10,7 @@ waits for the board's highest index). The Raft side's status arrives a few times
 with it the batches of a worker no request needed for a while (cluster/quiet_feed.py).
 """
 
+import contextlib
 import logging
 import math
 import threading
@@ -94,9 +95,7 @@ class CatchingUpState(WatchedState):
         return super().peek(query)
 
     def wait_for_change(self, kind, after_index, timeout, slug=None):
-        if self._demand is None:
-            return super().wait_for_change(kind, after_index, timeout, slug=slug)
-        with self._demand.holding():
+        with self._demand.holding() if self._demand is not None else contextlib.nullcontext():
             return super().wait_for_change(kind, after_index, timeout, slug=slug)
 
 
