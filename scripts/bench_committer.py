@@ -20,6 +20,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A committer that stops telling its writers fails the run instead of hanging it (tox bench-smoke runs it).
+ANSWER_TIMEOUT_SECONDS = 30.0
 
 
 class StandInReplica:
@@ -78,8 +80,9 @@ def run_once(writes, writers, rate, batch_seconds):
     threads = [threading.Thread(target=writer, args=(n, writes // writers)) for n in range(writers)]
     for thread in threads:
         thread.start()
-    for _ in range((writes // writers) * writers):
-        told.acquire()
+    for told_so_far in range((writes // writers) * writers):
+        if not told.acquire(timeout=ANSWER_TIMEOUT_SECONDS):
+            raise SystemExit(f"bench_committer: {told_so_far} writes told, then none for {ANSWER_TIMEOUT_SECONDS:g} s")
     cpu, seconds = time.process_time() - started_cpu, time.monotonic() - started
     committer.stop()
     total = (writes // writers) * writers
