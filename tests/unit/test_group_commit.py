@@ -105,6 +105,33 @@ def test_a_second_batch_goes_beside_a_first_held_up_on_its_way(monkeypatch):
     committer.stop()
 
 
+def test_writes_queued_behind_full_slots_go_together_once_a_slot_frees_without_waking_anyone(monkeypatch):
+    # Only the first write queued behind the slots wakes the committer; the rest go on its timed
+    # wait (the second slot's time) or a batch's callback, all in the batch that follows.
+    monkeypatch.setattr(submit, "SECOND_BATCH_AFTER_SECONDS", 0.3)
+    replica = ScriptedReplica(hold=True)
+    committer = GroupCommitter(replica)
+    outcomes = Outcomes()
+    outcomes.expected = 9
+    committer.submit_async({"n": 0}, 5, outcomes.callback(0))
+    for n in (1, 2, 3):  # behind a young first batch: wait for the second slot
+        committer.submit_async({"n": n}, 5, outcomes.callback(n))
+    wait_until(lambda: len(replica.batches) == 2, 5, "the second slot to open for the writes queued behind it")
+    assert replica.batches[1] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    for n in range(4, 9):  # behind two batches in flight: wait for a callback
+        committer.submit_async({"n": n}, 5, outcomes.callback(n))
+    time.sleep(0.35)  # the second slot's time has long passed: only a callback frees a slot now
+    assert len(replica.batches) == 2
+    replica.held.pop(0)([{"code": "ok"}], FAIL_REASON.SUCCESS)
+    wait_until(lambda: len(replica.batches) == 3, 5, "a freed slot to take every write queued behind it")
+    assert replica.batches[2] == [{"n": n} for n in range(4, 9)]
+    for callback, batch in zip(list(replica.held), replica.batches[1:]):
+        callback([{"code": "ok", "echo": c} for c in batch], FAIL_REASON.SUCCESS)
+    assert outcomes.all_told.wait(5)
+    assert all(error is None for _, error in outcomes.told.values())
+    committer.stop()
+
+
 def test_missing_leader_is_retried_until_it_succeeds():
     replica = ScriptedReplica([FAIL_REASON.MISSING_LEADER, FAIL_REASON.MISSING_LEADER])
     committer = GroupCommitter(replica)
