@@ -31,8 +31,7 @@ class StandInReplica:
 
     def __init__(self, batch_seconds):
         self._batch_seconds = batch_seconds
-        self._due = []  # (when, n, callback, size)
-        self._count = 0
+        self._due = []  # (when, batch number, callback, size)
         self._cv = threading.Condition()
         self.batches = 0
         threading.Thread(target=self._confirm, name="stand-in-raft", daemon=True).start()
@@ -42,9 +41,8 @@ class StandInReplica:
 
     def apply_batch(self, commands, callback):
         with self._cv:
-            self._count += 1
             self.batches += 1
-            heapq.heappush(self._due, (time.monotonic() + self._batch_seconds, self._count, callback, len(commands)))
+            heapq.heappush(self._due, (time.monotonic() + self._batch_seconds, self.batches, callback, len(commands)))
             self._cv.notify()
 
     def _confirm(self):
